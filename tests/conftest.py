@@ -28,3 +28,41 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     """Each test session gets its own cache dir unless the caller pinned one."""
     if "KWSNAS_CACHE_DIR" not in os.environ:
         monkeypatch.setenv("KWSNAS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "kwsnas-cache"))
+
+
+def make_tiny_corpus(root: Path, words: tuple[str, ...], speakers: tuple[int, int, int] = (6, 3, 3),
+                     reps: int = 2, noise: bool = True, seed: int = 0) -> Path:
+    """A small full-layout corpus of synthetic tones (0.5 s each) for loader tests, with
+    ``speakers`` = (train, validation, test) speakers chosen so the hashing rule puts them there."""
+    import hashlib
+
+    import numpy as np
+
+    from nas.data.split import SPLITS, hash_split
+    from nas.data.wav import write_wav
+
+    ids, i = [], 0
+    for split, n in zip(SPLITS, speakers, strict=True):
+        found = 0
+        while found < n:
+            spk = hashlib.sha1(f"spk{i}".encode()).hexdigest()[:8]
+            i += 1
+            if hash_split(spk) == split:
+                ids.append(spk)
+                found += 1
+    rng = np.random.default_rng(seed)
+    t = np.arange(8000) / 16000.0
+    for w_i, word in enumerate(words):
+        for spk in ids:
+            for r in range(reps):
+                x = 0.3 * np.sin(2 * np.pi * (300 + 40 * w_i) * t) + 0.01 * rng.standard_normal(8000)
+                write_wav(root / word / f"{spk}_nohash_{r}.wav", x)
+    if noise:
+        write_wav(root / "_background_noise_" / "white.wav", 0.3 * rng.standard_normal(3 * 16000))
+    return root
+
+
+@pytest.fixture()
+def tiny_corpus(tmp_path: Path) -> Path:
+    words = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go", "bed", "cat", "dog")
+    return make_tiny_corpus(tmp_path / "corpus", words)

@@ -54,12 +54,24 @@ def hash_split(speaker: str, validation_percent: float = 10.0, test_percent: flo
     return TRAIN
 
 
-def speaker_split_60_20_20(speaker: str) -> str:
-    """Speaker-disjoint 60/20/20 train/validation/test by the same hash (used to train on the test set)."""
-    p = hash_percentage(speaker)
-    if p < 60.0:
+# The official test set holds exactly the speakers whose percentage falls in [10, 20) (the test band of
+# the 10/10 rule), so 60/20/20 cuts on the raw percentage would put every one of them in training.
+# The speaker split of the test set therefore rescales the percentage from that band to [0, 100) first:
+# the same hash, still uniform, still speaker-disjoint.
+OFFICIAL_TEST_BAND = (10.0, 20.0)
+
+
+def speaker_split_60_20_20(speaker: str, band: tuple[float, float] = OFFICIAL_TEST_BAND) -> str:
+    """Speaker-disjoint 60/20/20 train/validation/test by the same hash, within ``band`` of percentages.
+
+    Used to train and test on the official test set alone (../shared/data/README.md). ``band=(0, 100)``
+    applies the cuts to the raw percentage, for corpora that are not the official test set.
+    """
+    lo, hi = band
+    q = (hash_percentage(speaker) - lo) * 100.0 / (hi - lo)
+    if q < 60.0:
         return TRAIN
-    if p < 80.0:
+    if q < 80.0:
         return VALIDATION
     return TEST
 
