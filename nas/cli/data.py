@@ -33,7 +33,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    path = ensure_default_corpus(seed=args.seed, out=args.out, force=args.force)
+    from tqdm import tqdm
+
+    with tqdm(total=0, unit="clip", desc="synthesising", leave=False, disable=None) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        path = ensure_default_corpus(seed=args.seed, out=args.out, force=args.force, progress=progress)
     print(path)
     return 0
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from nas.cache import cache_dir
@@ -25,7 +25,8 @@ def is_complete(path: Path) -> bool:
     return (path / _MANIFEST).is_file()
 
 
-def ensure_default_corpus(seed: int = 0, out: Path | None = None, force: bool = False) -> Path:
+def ensure_default_corpus(seed: int = 0, out: Path | None = None, force: bool = False,
+                          progress: Callable[[int, int], None] | None = None) -> Path:
     """Synthesise the default corpus unless a complete one is already there; return its path."""
     from nas.data.synth import SynthConfig, synthesize_corpus
 
@@ -33,11 +34,9 @@ def ensure_default_corpus(seed: int = 0, out: Path | None = None, force: bool = 
     if is_complete(path) and not force:
         log.info("default corpus already prepared at %s", path)
         return path
-    if path.exists():
-        shutil.rmtree(path)
     log.info("synthesising the default corpus (seed %d) into %s", seed, path)
-    report = synthesize_corpus(path, SynthConfig(seed=seed))
-    log.info("%s", report)
+    # overwrite: an old corpus is replaced only once the new one is complete (atomic rename).
+    synthesize_corpus(path, SynthConfig(seed=seed), progress, overwrite=force or path.exists())
     return path
 
 
