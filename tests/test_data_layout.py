@@ -96,3 +96,22 @@ def test_cli_missing_path_is_one_clear_line(tmp_path):
                          capture_output=True, text=True)
     assert out.returncode == 2
     assert out.stderr.strip() == f"error: {tmp_path / 'nope'}: no such dataset directory"
+
+
+def test_prepare_and_info_on_the_default_corpus():
+    """The README's first command: synthesise the default corpus, then describe it."""
+    prep = subprocess.run([sys.executable, "-m", "nas", "data", "prepare"], capture_output=True, text=True,
+                          check=True)
+    path = prep.stdout.strip().splitlines()[-1]
+    out = subprocess.run([sys.executable, "-m", "nas", "data", "info", "default", "--json"],
+                         capture_output=True, text=True, check=True)
+    info = json.loads(out.stdout)
+    assert info["root"] == path and info["layout"] == FULL and info["official_split_lists"]
+    assert info["clips"] >= 3000 and info["bad_clips"] == []
+    assert {"yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"} <= set(info["classes"])
+    assert len(info["classes"]) >= 20  # at least 10 non-keywords for _unknown_
+    assert all(info["splits"][s]["speakers"] >= 3 for s in ("train", "validation", "test"))
+    assert len(info["noise_files"]) >= 3
+    again = subprocess.run([sys.executable, "-m", "nas", "data", "prepare"], capture_output=True, text=True,
+                           check=True)
+    assert "already prepared" in again.stderr
