@@ -1,0 +1,188 @@
+"""Flax nnx modules, one per `ArchSpec` layer kind, and their batch-norm-folded export form.
+
+Every module is called as ``module(x, train)`` and, with batch norm, keeps running statistics in
+`nnx.BatchStat` variables (updated in training mode, used in inference mode). ``folded()`` returns the
+layer as deployed: `FoldedOp`s with batch norm folded into weights and biases, weights in TFLite's
+layouts (conv [O, kh, kw, I], depthwise [1, kh, kw, C], dense [O, I]).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from nas.models import ops
+from search_spaces.spec import AvgPool, Conv, Dense, DSConv, MaxPool
+
+BN_MOMENTUM = 0.9  # running = 0.9 running + 0.1 batch (PyTorch's default): short search trainings need fresh stats
+BN_EPSILON = 1e-3  # TensorFlow's default, so folded weights match what TF-trained reference models do
+
+
+@dataclass(frozen=True)
+class FoldedOp:
+    """One deployed float op: what the int8 quantizer and the exporters consume."""
+
+    op: str  # conv | depthwise | dense | add | avgpool | maxpool | mean | reshape
+    weights: np.ndarray | None = None
+    bias: np.ndarray | None = None
+    stride: tuple[int, int] = (1, 1)
+    padding: str = "valid"
+    activation: str = "none"
+    size: tuple[int, int] = (1, 1)  # pooling window
+    extra: dict = field(default_factory=dict)
+
+
+class BatchNorm(nnx.Module):
+    """Batch norm over every axis but the last, with running statistics."""
+
+    def __init__(self, features: int):
+        self.scale = nnx.Param(jnp.ones((features,), jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((features,), jnp.float32))
+        self.mean = nnx.BatchStat(jnp.zeros((features,), jnp.float32))
+        self.var = nnx.BatchStat(jnp.ones((features,), jnp.float32))
+
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        axes = tuple(range(x.ndim - 1))
+        if train:
+            mean = jnp.mean(x, axis=axes)
+            var = jnp.mean(jnp.square(x - mean), axis=axes)
+            self.mean.value = BN_MOMENTUM * self.mean.value + (1 - BN_MOMENTUM) * lax_stop(mean)
+            self.var.value = BN_MOMENTUM * self.var.value + (1 - BN_MOMENTUM) * lax_stop(var)
+        else:
+            mean, var = self.mean.value, self.var.value
+        inv = self.scale.value * jax.lax.rsqrt(var + BN_EPSILON)
+        return x * inv + (self.bias.value - mean * inv)
+
+    def fold(self) -> tuple[np.ndarray, np.ndarray]:
+        """(multiplier, offset) per channel: bn(x) == x * multiplier + offset in inference mode."""
+        inv = np.asarray(self.scale.value) / np.sqrt(np.asarray(self.var.value) + BN_EPSILON)
+        return inv, np.asarray(self.bias.value) - np.asarray(self.mean.value) * inv
+
+
+def lax_stop(x: jax.Array) -> jax.Array:
+    return jax.lax.stop_gradient(x)
+
+
+def _glorot(rngs: nnx.Rngs, shape: tuple[int, ...], fan_in: int, fan_out: int) -> nnx.Param:
+    limit = float(np.sqrt(6.0 / (fan_in + fan_out)))  # Xavier/Glorot uniform, as the reference models use
+    return nnx.Param(jax.random.uniform(rngs.params(), shape, jnp.float32, -limit, limit))
+
+
+class ConvLayer(nnx.Module):
+    def __init__(self, spec: Conv, in_channels: int, rngs: nnx.Rngs):
+        kh, kw = spec.kernel
+        self.spec = spec
+        self.kernel = _glorot(rngs, (kh, kw, in_channels, spec.filters), kh * kw * in_channels,
+                              kh * kw * spec.filters)
+        self.bn = BatchNorm(spec.filters) if spec.batch_norm else None
+        self.bias = None if spec.batch_norm else nnx.Param(jnp.zeros((spec.filters,), jnp.float32))
+
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        y = ops.conv2d(x, self.kernel.value, self.spec.stride, self.spec.padding)
+        y = self.bn(y, train) if self.bn is not None else y + self.bias.value
+        return ops.activation(y, self.spec.activation)
+
+    def folded(self) -> list[FoldedOp]:
+        w = np.asarray(self.kernel.value)  # [kh, kw, I, O]
+        mult, off = _bn_or_bias(self.bn, self.bias, w.shape[-1])
+        w = np.transpose(w * mult, (3, 0, 1, 2))  # -> [O, kh, kw, I]
+        return [FoldedOp("conv", w, off, self.spec.stride, self.spec.padding, self.spec.activation)]
+
+
+class DSBlock(nnx.Module):
+    def __init__(self, spec: DSConv, in_channels: int, rngs: nnx.Rngs):
+        kh, kw = spec.kernel
+        self.spec = spec
+        self.dw = _glorot(rngs, (kh, kw, in_channels), kh * kw, kh * kw)
+        self.dw_bn = BatchNorm(in_channels)
+        self.pw = _glorot(rngs, (in_channels, spec.filters), in_channels, spec.filters)
+        self.pw_bn = BatchNorm(spec.filters)
+
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        y = ops.depthwise_conv(x, self.dw.value, self.spec.stride, self.spec.padding)
+        y = ops.activation(self.dw_bn(y, train), self.spec.activation)
+        y = ops.activation(self.pw_bn(ops.pointwise_conv(y, self.pw.value), train), self.spec.activation)
+        return y + x if self.spec.residual else y
+
+    def folded(self) -> list[FoldedOp]:
+        dm, do = self.dw_bn.fold()
+        pm, po = self.pw_bn.fold()
+        dw = (np.asarray(self.dw.value) * dm)[None]  # [1, kh, kw, C]
+        pw = (np.asarray(self.pw.value) * pm).T[:, None, None, :]  # [O, 1, 1, I]
+        out = [
+            FoldedOp("depthwise", dw, do, self.spec.stride, self.spec.padding, self.spec.activation),
+            FoldedOp("conv", pw, po, (1, 1), "valid", self.spec.activation),
+        ]
+        if self.spec.residual:
+            out.append(FoldedOp("add", extra={"skip": "block_input"}))
+        return out
+
+
+class DenseLayer(nnx.Module):
+    def __init__(self, spec: Dense, in_features: int, rngs: nnx.Rngs):
+        self.spec = spec
+        self.kernel = _glorot(rngs, (in_features, spec.units), in_features, spec.units)
+        self.bn = BatchNorm(spec.units) if spec.batch_norm else None
+        self.bias = None if spec.batch_norm else nnx.Param(jnp.zeros((spec.units,), jnp.float32))
+
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        y = jnp.dot(x, self.kernel.value)
+        y = self.bn(y, train) if self.bn is not None else y + self.bias.value
+        return ops.activation(y, self.spec.activation)
+
+    def folded(self) -> list[FoldedOp]:
+        w = np.asarray(self.kernel.value)  # [I, O]
+        mult, off = _bn_or_bias(self.bn, self.bias, w.shape[-1])
+        return [FoldedOp("dense", (w * mult).T, off, activation=self.spec.activation)]
+
+
+def _bn_or_bias(bn: BatchNorm | None, bias: nnx.Param | None, n: int) -> tuple[np.ndarray, np.ndarray]:
+    if bn is not None:
+        return bn.fold()
+    return np.ones(n, np.float32), np.asarray(bias.value)
+
+
+class Pool(nnx.Module):
+    def __init__(self, spec: AvgPool | MaxPool):
+        self.spec = spec
+        self.kind = "max" if isinstance(spec, MaxPool) else "avg"
+
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        return ops.pool2d(x, self.spec.size, self.spec.stride, self.kind)
+
+    def folded(self) -> list[FoldedOp]:
+        return [FoldedOp(f"{self.kind}pool", stride=self.spec.stride, size=self.spec.size)]
+
+
+class GlobalAvgPool(nnx.Module):
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        return jnp.mean(x, axis=(1, 2))
+
+    def folded(self) -> list[FoldedOp]:
+        return [FoldedOp("mean")]
+
+
+class Flatten(nnx.Module):
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        return x.reshape(x.shape[0], -1)
+
+    def folded(self) -> list[FoldedOp]:
+        return [FoldedOp("reshape")]
+
+
+class Dropout(nnx.Module):
+    def __init__(self, rate: float):
+        self.rate = rate
+
+    def __call__(self, x: jax.Array, train: bool, key: jax.Array | None = None) -> jax.Array:
+        if not train or self.rate == 0.0 or key is None:
+            return x
+        keep = jax.random.bernoulli(key, 1.0 - self.rate, x.shape)
+        return jnp.where(keep, x / (1.0 - self.rate), 0.0)
+
+    def folded(self) -> list[FoldedOp]:
+        return []
