@@ -54,14 +54,10 @@ def configure_threads(threads: int | None, cpu: int | None = None) -> None:
     if "jax" in sys.modules and _backend_started():
         log.warning("configure_threads(%s) called after JAX started; it has no effect", threads)
         return
-    if threads is not None and threads >= 1:
-        flags = os.environ.get("XLA_FLAGS", "")
-        extra = []
-        if threads == 1 and "xla_cpu_multi_thread_eigen" not in flags:
-            extra.append("--xla_cpu_multi_thread_eigen=false")
-        if "intra_op_parallelism_threads" not in flags:
-            extra.append(f"intra_op_parallelism_threads={threads}")
-        os.environ["XLA_FLAGS"] = " ".join([flags, *extra]).strip()
+    flags = os.environ.get("XLA_FLAGS", "")
+    if threads == 1 and "xla_cpu_multi_thread_eigen" not in flags:
+        # XLA rejects unknown flags at start-up, so only this well-known one is set; more threads = default.
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=false".strip()
     if cpu is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {cpu})
 
