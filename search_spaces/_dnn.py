@@ -1,0 +1,35 @@
+"""The ``dnn`` space: the Hello Edge fully-connected family."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from search_spaces.base import SpaceBase
+from search_spaces.spec import ArchSpec, Dense, Flatten, Layer
+
+if TYPE_CHECKING:
+    import optuna
+
+WIDTH_STEP = 8  # SIMD-friendly, as in the ds-cnn space
+WIDTH_MIN, WIDTH_MAX = 32, 512  # 512 > DNN-L's 436
+MIN_LAYERS, MAX_LAYERS = 1, 4  # Hello Edge's DNNs have 3 hidden layers
+
+
+class DNNSpace(SpaceBase):
+    """Hello Edge DNN family (Zhang et al. 2017, arXiv:1711.07128; DNN-S/M/L = 3 hidden layers of
+    144/256/436 units).
+
+    Anchor: the flattened 25×10 MFCC input (front end ``hello-edge-dnn``, 40 ms windows, 40 ms stride),
+    1–4 hidden dense layers with ReLU and no batch norm, the classifier. Parameters: ``n_layers``,
+    ``l{i}_width`` (multiples of 8 in [32, 512]). Always valid: dense layers accept any flat input.
+    """
+
+    name = "dnn"
+    default_frontend = "hello-edge-dnn"
+
+    def sample(self, trial: optuna.trial.BaseTrial) -> ArchSpec:
+        frontend = self._frontend(trial)
+        layers: list[Layer] = [Flatten()]
+        for i in range(trial.suggest_int("n_layers", MIN_LAYERS, MAX_LAYERS)):
+            layers.append(Dense(trial.suggest_int(f"l{i}_width", WIDTH_MIN, WIDTH_MAX, step=WIDTH_STEP)))
+        return self._spec(frontend, tuple(layers))

@@ -1,0 +1,132 @@
+"""The `SearchSpace` protocol, and the front-end knobs every space can search.
+
+Spaces live in private modules (``_ds_cnn.py``, ``_micronet.py``, ``_dnn.py``, ``_cnn.py``) and are
+re-exported by the package; `search_spaces.get_space` builds one by name.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from search_spaces.frontend import FrontEndConfig, get_frontend
+from search_spaces.presets import family_presets
+from search_spaces.spec import ArchSpec, Layer
+
+if TYPE_CHECKING:  # optuna is only needed for the type: spaces call nothing but trial.suggest_*
+    import optuna
+
+
+@runtime_checkable
+class SearchSpace(Protocol):
+    """A family of keyword-spotting architectures that an Optuna trial can sample.
+
+    Contract (tested for every registered space by ``tests/test_search_spaces.py``):
+
+    - ``name``: the registry name (``"ds-cnn"``, ...); every sampled spec has ``family == name``.
+    - ``num_classes`` and ``frontend`` (the base front end) are fixed by the constructor
+      (``num_classes=12``, ``frontend=<preset name or FrontEndConfig>``, ``tune_frontend=False``).
+    - ``sample(trial)`` reads the trial only through ``trial.suggest_*`` and returns a valid `ArchSpec`
+      (its validation passes, every feature map stays non-empty). It is a pure function of the suggested
+      values: the same values (say through ``optuna.trial.FixedTrial(trial.params)``) give an equal spec
+      with the same ``name`` and `ArchSpec.digest`. It never raises ``optuna.TrialPruned``: the space is
+      built so that every combination of values it offers is legal, and a choice that is legal only in
+      some contexts (a residual, a stride-2 step) is suggested only where it is legal.
+    - With ``tune_frontend=True`` the front end is searched too (`sample_frontend`); otherwise every spec
+      uses ``frontend``.
+    - ``presets()`` returns the published configurations of the family (each with its own, published,
+      front end and the space's ``num_classes``); they need not lie on the space's grid.
+    """
+
+    name: str
+    num_classes: int
+    frontend: FrontEndConfig
+    tune_frontend: bool
+
+    def sample(self, trial: optuna.trial.BaseTrial) -> ArchSpec: ...
+
+    def presets(self) -> dict[str, ArchSpec]: ...
+
+
+# --- front-end knobs ("feature optimisation") ------------------------------------------------------------------------
+# Hello Edge varies the MFCC count and the window/stride; the values below are the usual KWS settings.
+# n_mels stays 40 (>= every coefficient count below); 40 mel bands between 20 Hz and 4 kHz all receive an
+# FFT bin at the 512-point (30 ms) and 1024-point (40 ms) FFTs these windows use.
+N_COEFFS_CHOICES = (10, 13, 16, 20)
+WINDOW_MS_CHOICES = (30, 40)
+STRIDE_MS_CHOICES = (20, 40)
+
+
+def _knobbed(base: FrontEndConfig, n_coeffs: int | None, window_ms: int, stride_ms: int) -> FrontEndConfig:
+    samples_per_ms = base.sample_rate_hz // 1000
+    coeffs = f"-mfcc{n_coeffs}" if n_coeffs is not None else ""
+    return base.replace(
+        name=f"{base.name}{coeffs}-{window_ms}ms-{stride_ms}ms",  # readable in tables; part of the digest
+        n_coeffs=n_coeffs,
+        n_mels=max(base.n_mels, n_coeffs or 0),
+        window_samples=window_ms * samples_per_ms,
+        stride_samples=stride_ms * samples_per_ms,
+    )
+
+
+def sample_frontend(trial: optuna.trial.BaseTrial, base: FrontEndConfig) -> FrontEndConfig:
+    """``base`` with the MFCC count, window and stride suggested by ``trial`` (params ``fe_*``).
+
+    A log-mel base (``n_coeffs=None``) keeps its mel count: only window and stride are searched.
+    """
+    n_coeffs = None if base.n_coeffs is None else trial.suggest_categorical("fe_n_coeffs", N_COEFFS_CHOICES)
+    window_ms = trial.suggest_categorical("fe_window_ms", WINDOW_MS_CHOICES)
+    stride_ms = trial.suggest_categorical("fe_stride_ms", STRIDE_MS_CHOICES)
+    return _knobbed(base, n_coeffs, window_ms, stride_ms)
+
+
+def frontend_choices(base: FrontEndConfig, tune: bool) -> list[FrontEndConfig]:
+    """Every front end a space with this base can produce (``[base]`` unless ``tune``)."""
+    if not tune:
+        return [base]
+    coeffs = N_COEFFS_CHOICES if base.n_coeffs is not None else (None,)
+    return [_knobbed(base, *combo) for combo in itertools.product(coeffs, WINDOW_MS_CHOICES, STRIDE_MS_CHOICES)]
+
+
+def parse_hw(text: str) -> tuple[int, int]:
+    """``"10x4"`` -> ``(10, 4)``: kernels and strides are categorical strings so they stay JSON in storage."""
+    a, b = text.split("x")
+    return (int(a), int(b))
+
+
+def resolve_frontend(frontend: str | FrontEndConfig) -> FrontEndConfig:
+    """A front-end preset name or a config, as a config."""
+    return frontend if isinstance(frontend, FrontEndConfig) else get_frontend(frontend)
+
+
+class SpaceBase:
+    """Shared constructor and helpers of the built-in spaces (not part of the protocol)."""
+
+    name: str = ""
+    default_frontend: str = "hello-edge"
+
+    def __init__(self, num_classes: int = 12, frontend: str | FrontEndConfig | None = None,
+                 tune_frontend: bool = False) -> None:
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"{self.name}: num_classes must be an integer >= 2, got {num_classes!r}")
+        self.num_classes = num_classes
+        self.frontend = resolve_frontend(frontend if frontend is not None else self.default_frontend)
+        self.tune_frontend = bool(tune_frontend)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(num_classes={self.num_classes}, frontend={self.frontend.name!r}, "
+                f"tune_frontend={self.tune_frontend})")
+
+    def _frontend(self, trial: optuna.trial.BaseTrial) -> FrontEndConfig:
+        return sample_frontend(trial, self.frontend) if self.tune_frontend else self.frontend
+
+    def _spec(self, frontend: FrontEndConfig, layers: tuple[Layer, ...]) -> ArchSpec:
+        """The spec, named after its own digest so that equal samples get equal names."""
+        spec = ArchSpec(name=self.name, family=self.name, frontend=frontend, layers=layers,
+                        num_classes=self.num_classes, meta={"space": self.name})
+        return ArchSpec(name=f"{self.name}-{spec.digest()[:10]}", family=self.name, frontend=frontend,
+                        layers=layers, num_classes=self.num_classes, meta={"space": self.name})
+
+    def presets(self) -> dict[str, ArchSpec]:
+        """The published configurations of this family, with this space's ``num_classes``."""
+        return {name: spec.with_classes(self.num_classes) for name, spec in family_presets(self.name).items()}
