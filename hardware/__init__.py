@@ -1,0 +1,20 @@
+"""The hardware side of kwsnas: an int8 graph, its `.tflite` reader and writer, and a numpy
+reference interpreter bit-exact with TensorFlow Lite Micro.
+
+Works on any `.tflite` with numpy, ``tflite`` and ``flatbuffers`` only; it never imports ``nas``
+or ``search_spaces``. ``hardware.arena`` (TFLM arena measurement) additionally needs
+``tflite-micro``.
+
+    from hardware import read_tflite, run
+    graph = read_tflite(open("model.tflite", "rb").read())
+    scores = run(graph, x)[0]
+"""
+
+from hardware.graph import GraphError, Int8Graph, Op, OpKind, Quantization, Tensor
+from hardware.reference import run, run_all
+from hardware.tflite_io import ModelFormatError, TfliteError, UnsupportedModelError, read_tflite, write_tflite
+
+__all__ = [
+    "GraphError", "Int8Graph", "ModelFormatError", "Op", "OpKind", "Quantization", "Tensor", "TfliteError",
+    "UnsupportedModelError", "read_tflite", "run", "run_all", "write_tflite",
+]
