@@ -11,9 +11,11 @@ import logging
 import sys
 
 from nas import __version__
+from nas.cli import arch as arch_cli
 from nas.cli import data as data_cli
+from nas.cli import train as train_cli
 
-_VERBS = (data_cli,)
+_VERBS = (data_cli, arch_cli, train_cli)
 
 
 class UserError(Exception):

@@ -1,0 +1,111 @@
+"""``nas train``: train one architecture, keep the best checkpoint by validation accuracy, print metrics."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train one architecture (a preset name or a spec.json)")
+    p.add_argument("--arch", required=True, help="a preset name (search_spaces.presets) or a spec .json file")
+    p.add_argument("--data", required=True, help="a Speech Commands-style folder, or 'default'")
+    p.add_argument("--protocol", default="12", help="12 (standard), 10 (keywords only) or w1,w2,... (default 12)")
+    p.add_argument("--epochs", type=int, help="epoch budget (default 30 when no budget is given)")
+    p.add_argument("--steps", type=int, help="step budget")
+    p.add_argument("--time", type=float, metavar="S", help="wall-clock budget in seconds")
+    p.add_argument("--fraction", type=float, default=1.0, help="train on this seeded fraction of the training split")
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--lr", type=float, help="peak learning rate (default 5e-3)")
+    p.add_argument("--seed", type=int, default=0, help="training seed (weights, batches, augmentation)")
+    p.add_argument("--threads", type=int, help="XLA compute threads (1: single-threaded; default: all cores)")
+    p.add_argument("--out", type=Path, help="checkpoint directory (default runs/train/NAME-DIGEST-sSEED)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(handler=_train)
+
+
+def resolve_arch(arch: str) -> Any:
+    """An `ArchSpec` from a ``.json`` path or a preset name."""
+    from nas.cli import UserError
+    from search_spaces.spec import ArchSpec
+
+    path = Path(arch).expanduser()
+    if arch.endswith(".json") or path.is_file():
+        try:
+            return ArchSpec.from_json(path.read_text())
+        except FileNotFoundError:
+            raise UserError(f"{path}: no such spec file") from None
+    try:
+        from search_spaces.presets import get_preset
+    except ImportError:
+        raise UserError(f"unknown architecture {arch!r} (no presets available; pass a spec .json)") from None
+    try:
+        return get_preset(arch)
+    except (KeyError, ValueError) as e:
+        raise UserError(f"unknown architecture {arch!r}: {e}") from None
+
+
+def config_from_args(args: argparse.Namespace) -> Any:
+    from nas.train import TrainConfig
+
+    changes: dict[str, Any] = {"batch_size": args.batch_size, "train_fraction": args.fraction, "seed": args.seed}
+    if args.epochs is not None or args.steps is not None or args.time is not None:
+        changes.update(epochs=args.epochs, max_steps=args.steps, time_budget_s=args.time)
+    if args.lr is not None:
+        changes["peak_lr"] = args.lr
+    return TrainConfig(**changes)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from nas import runtime
+
+    runtime.ensure_fast_allocator()  # re-executes once; before JAX starts
+    if args.threads is not None:
+        runtime.configure_threads(args.threads)
+
+    from tqdm import tqdm
+
+    from nas.train import TrainingDiverged, prepare_train_data, train
+
+    cfg = config_from_args(args)
+    data = prepare_train_data(args.data, args.protocol)
+    spec = resolve_arch(args.arch).with_classes(data.num_classes)
+    out = args.out or Path("runs") / "train" / f"{spec.name}-{spec.digest()[:8]}-s{args.seed}"
+    with tqdm(total=0, unit="step", desc=f"training {spec.name}", leave=False, disable=None) as bar:
+        def progress(p: Any) -> None:
+            bar.total = p.total_steps
+            bar.update(p.step + 1 - bar.n)
+            best = "" if p.best_val_accuracy is None else f"{p.best_val_accuracy:.3f}"
+            bar.set_postfix(loss=f"{p.loss:.3f}", best_val=best, refresh=False)
+
+        try:
+            result = train(spec, data, cfg, out_dir=out, progress=progress)
+        except TrainingDiverged as e:
+            log.error("error: %s", e)
+            return 1
+    print(json.dumps(result.to_dict(), indent=2) if args.json else render_result(result.to_dict()))
+    return 0
+
+
+def render_result(r: dict[str, Any]) -> str:
+    def pct(x: float | None) -> str:
+        return "n/a" if x is None else f"{100 * x:.2f} %"
+
+    lines = [
+        f"architecture   {r['spec_name']} ({r['spec_digest']})",
+        f"validation     {pct(r['val_accuracy'])} (best, at step {r['best_step']})",
+        f"test           {pct(r['test_accuracy'])}",
+        f"steps          {r['steps']} ({r['epochs']:.1f} epochs), stopped by {r['stop_reason']}",
+        f"time           {r['wall_time_s']:.1f} s ({r['compile_time_s']:.1f} s first step), "
+        f"{r['samples_per_s']:.0f} samples/s",
+    ]
+    if r["test"] is not None:
+        per_class = r["test"]["per_class"]
+        lines.append("test per class " + ", ".join(f"{k} {pct(v)}" for k, v in per_class.items()))
+    lines.append(f"checkpoint     {r['checkpoint_dir']}")
+    return "\n".join(lines)

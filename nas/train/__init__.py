@@ -1,0 +1,38 @@
+"""Training of `ArchSpec` candidates in JAX: one loop for full runs and budgeted search trials.
+
+    data = prepare_train_data("default", "12")                  # once; trials share it
+    result = train(spec.with_classes(data.num_classes), data, TrainConfig(epochs=30), out_dir="runs/x")
+    result.val_accuracy, result.test.per_class, result.test.confusion
+    model, spec, meta = load_checkpoint("runs/x")               # the best model by validation accuracy
+
+Modules: `config` (TrainConfig), `augment` (augmentation in JAX), `state` (train state, AdamW, schedule),
+`step` (the pure jitted step), `evaluate` (accuracy, per class, confusion), `data` (TrainData, batches),
+`checkpoint` (atomic save/load), `loop` (train, TrainResult, TrainingDiverged).
+"""
+
+from nas.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from nas.train.config import TrainConfig
+from nas.train.data import TrainData, prepare_train_data
+from nas.train.evaluate import EvalReport, evaluate
+from nas.train.loop import TrainingDiverged, TrainProgress, TrainResult, train
+from nas.train.state import StepSettings, TrainState, create_train_state
+from nas.train.step import make_train_step
+
+__all__ = [
+    "CheckpointError",
+    "EvalReport",
+    "StepSettings",
+    "TrainConfig",
+    "TrainData",
+    "TrainProgress",
+    "TrainResult",
+    "TrainState",
+    "TrainingDiverged",
+    "create_train_state",
+    "evaluate",
+    "load_checkpoint",
+    "make_train_step",
+    "prepare_train_data",
+    "save_checkpoint",
+    "train",
+]
