@@ -121,10 +121,46 @@ class TestSearchSpaceContract:
             assert estimate(spec).params > 0
         assert all(s.num_classes == 35 for s in get_space(space_name, num_classes=35).presets().values())
 
-    # TODO(build → one training step): once nas.models.build_model and the trainer land, extend this class
-    # with a test that builds a few sampled specs (and the presets) with build_model(spec), runs one jitted
-    # training step on a random batch of spec.input_shape, and checks the logits' shape (batch, num_classes)
-    # and a finite loss. Keep it to a handful of specs per space so the suite stays fast.
+    def test_build_and_one_training_step(self, space_name: str) -> None:
+        """sample -> build -> one jitted training step (augmentation + MFCC + forward/backward) -> estimate.
+
+        The estimate and the model are two interpreters of one spec: the deployed parameter count of the
+        built model (batch norm folded) must equal `estimate(spec).params`.
+        """
+        import jax
+        import numpy as np
+
+        from nas.data.augment import load_noise_bank
+        from nas.models import build_model, split_model
+        from nas.train import TrainConfig
+        from nas.train.augment import DeviceNoise
+        from nas.train.state import StepSettings, create_train_state
+        from nas.train.step import make_train_step
+
+        space = get_space(space_name, tune_frontend=True)
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=7))
+        specs = [space.sample(study.ask()) for _ in range(2)]
+        specs.append(min(space.presets().values(), key=lambda s: estimate(s).macs))
+        noise = DeviceNoise.from_bank(load_noise_bank([]))
+        rng = np.random.default_rng(0)
+        cfg = TrainConfig(batch_size=8, max_steps=1)
+        for spec in specs:
+            model = build_model(spec, seed=0)
+            deployed = sum(op.weights.size + op.bias.size for op in model.folded() if op.weights is not None)
+            assert deployed == estimate(spec).params, spec.name
+            logits = model(jax.numpy.zeros((2, *spec.frontend.feature_shape)))
+            assert logits.shape == (2, spec.num_classes)
+            graphdef, params, stats = split_model(model)
+            settings = StepSettings.of(spec.frontend, cfg)
+            state = create_train_state(params, stats, settings, cfg, total_steps=1)
+            step = make_train_step(graphdef, settings, noise)
+            batch = {
+                "audio": jax.numpy.asarray(rng.integers(-3000, 3000, (8, spec.frontend.clip_samples), np.int16)),
+                "labels": jax.numpy.asarray(rng.integers(0, spec.num_classes, 8, np.int32)),
+                "silence": jax.numpy.zeros(8, bool),
+            }
+            state, metrics = step(state, batch)
+            assert np.isfinite(float(metrics["loss"])), spec.name
 
 
 def test_unknown_space() -> None:
