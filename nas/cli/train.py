@@ -8,13 +8,20 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from nas.data.layout import SPLIT_RULES
+
 log = logging.getLogger(__name__)
+
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train one architecture (a preset name or a spec.json)")
     p.add_argument("--arch", required=True, help="a preset name (search_spaces.presets) or a spec .json file")
     p.add_argument("--data", required=True, help="a Speech Commands-style folder, or 'default'")
+    p.add_argument("--noise", type=Path, help="background-noise folder (default: DATA/_background_noise_; "
+                   "the official test-set layout has none: e.g. ../shared/data/background_noise)")
+    p.add_argument("--split-rule", choices=SPLIT_RULES, help="default: official lists or the hash rule; "
+                   "speaker-60-20-20 for the official test-set layout")
     p.add_argument("--protocol", default="12", help="12 (standard), 10 (keywords only) or w1,w2,... (default 12)")
     p.add_argument("--epochs", type=int, help="epoch budget (default 30 when no budget is given)")
     p.add_argument("--steps", type=int, help="step budget")
@@ -73,7 +80,7 @@ def _train(args: argparse.Namespace) -> int:
     from nas.train import TrainingDiverged, prepare_train_data, train
 
     cfg = config_from_args(args)
-    data = prepare_train_data(args.data, args.protocol)
+    data = prepare_train_data(args.data, args.protocol, rule=args.split_rule, noise_dir=args.noise)
     spec = resolve_arch(args.arch).with_classes(data.num_classes)
     out = args.out or Path("runs") / "train" / f"{spec.name}-{spec.digest()[:8]}-s{args.seed}"
     with tqdm(total=0, unit="step", desc=f"training {spec.name}", leave=False, disable=None) as bar:
