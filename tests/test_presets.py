@@ -196,3 +196,10 @@ def test_cli_sample(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0 and len(specs) == 3 and all(s.family == "micronet" for s in specs)
     _, again, _ = _run_cli(["arch", "sample", "micronet", "--n", "3", "--seed", "7", "--json"], capsys)
     assert again == out  # seeded
+
+
+@pytest.mark.parametrize("name", PRESET_NAMES)
+def test_every_preset_builds_and_trains_one_step(name: str) -> None:
+    from tests._one_step import check_build_and_one_step
+
+    check_build_and_one_step(get_preset(name))

@@ -205,7 +205,7 @@ def test_keeps_the_best_checkpoint_by_validation(tiny_data, spec, tmp_path):
 @pytest.mark.parametrize("budget, reason", [
     ({"max_steps": 7}, "max_steps"),
     ({"max_steps": None, "epochs": 2}, "epochs"),
-    ({"max_steps": 10**6, "time_budget_s": 1.5}, "time"),
+    ({"max_steps": None, "epochs": None, "time_budget_s": 1.5}, "time"),
 ])
 def test_budgets_stop_the_run(tiny_data, spec, budget, reason):
     result = train(spec, tiny_data, BASE.replace(**budget))

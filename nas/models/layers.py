@@ -16,6 +16,7 @@ import numpy as np
 from flax import nnx
 
 from nas.models import ops
+from nas.models._bn import bn_act_train
 from search_spaces.spec import AvgPool, Conv, Dense, DSConv, MaxPool
 
 BN_MOMENTUM = 0.9  # running = 0.9 running + 0.1 batch (PyTorch's default): short search trainings need fresh stats
@@ -46,25 +47,22 @@ class BatchNorm(nnx.Module):
         self.var = nnx.BatchStat(jnp.ones((features,), jnp.float32))
 
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        axes = tuple(range(x.ndim - 1))
+        return self.with_activation(x, train, "none")
+
+    def with_activation(self, x: jax.Array, train: bool, activation: str) -> jax.Array:
+        """``activation(bn(x))``; in training one fused op with a hand-written backward (`_bn`)."""
         if train:
-            mean = jnp.mean(x, axis=axes)
-            var = jnp.mean(jnp.square(x - mean), axis=axes)
-            self.mean.value = BN_MOMENTUM * self.mean.value + (1 - BN_MOMENTUM) * lax_stop(mean)
-            self.var.value = BN_MOMENTUM * self.var.value + (1 - BN_MOMENTUM) * lax_stop(var)
-        else:
-            mean, var = self.mean.value, self.var.value
-        inv = self.scale.value * jax.lax.rsqrt(var + BN_EPSILON)
-        return x * inv + (self.bias.value - mean * inv)
+            y, mean, var = bn_act_train(x, self.scale.value, self.bias.value, BN_EPSILON, activation)
+            self.mean.value = BN_MOMENTUM * self.mean.value + (1 - BN_MOMENTUM) * mean
+            self.var.value = BN_MOMENTUM * self.var.value + (1 - BN_MOMENTUM) * var
+            return y
+        inv = self.scale.value * jax.lax.rsqrt(self.var.value + BN_EPSILON)
+        return ops.activation(x * inv + (self.bias.value - self.mean.value * inv), activation)
 
     def fold(self) -> tuple[np.ndarray, np.ndarray]:
         """(multiplier, offset) per channel: bn(x) == x * multiplier + offset in inference mode."""
         inv = np.asarray(self.scale.value) / np.sqrt(np.asarray(self.var.value) + BN_EPSILON)
         return inv, np.asarray(self.bias.value) - np.asarray(self.mean.value) * inv
-
-
-def lax_stop(x: jax.Array) -> jax.Array:
-    return jax.lax.stop_gradient(x)
 
 
 def _glorot(rngs: nnx.Rngs, shape: tuple[int, ...], fan_in: int, fan_out: int) -> nnx.Param:
@@ -83,8 +81,9 @@ class ConvLayer(nnx.Module):
 
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         y = ops.conv2d(x, self.kernel.value, self.spec.stride, self.spec.padding)
-        y = self.bn(y, train) if self.bn is not None else y + self.bias.value
-        return ops.activation(y, self.spec.activation)
+        if self.bn is not None:
+            return self.bn.with_activation(y, train, self.spec.activation)
+        return ops.activation(y + self.bias.value, self.spec.activation)
 
     def folded(self) -> list[FoldedOp]:
         w = np.asarray(self.kernel.value)  # [kh, kw, I, O]
@@ -103,9 +102,10 @@ class DSBlock(nnx.Module):
         self.pw_bn = BatchNorm(spec.filters)
 
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        act = self.spec.activation
         y = ops.depthwise_conv(x, self.dw.value, self.spec.stride, self.spec.padding)
-        y = ops.activation(self.dw_bn(y, train), self.spec.activation)
-        y = ops.activation(self.pw_bn(ops.pointwise_conv(y, self.pw.value), train), self.spec.activation)
+        y = self.dw_bn.with_activation(y, train, act)
+        y = self.pw_bn.with_activation(ops.pointwise_conv(y, self.pw.value), train, act)
         return y + x if self.spec.residual else y
 
     def folded(self) -> list[FoldedOp]:
@@ -131,8 +131,9 @@ class DenseLayer(nnx.Module):
 
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         y = jnp.dot(x, self.kernel.value)
-        y = self.bn(y, train) if self.bn is not None else y + self.bias.value
-        return ops.activation(y, self.spec.activation)
+        if self.bn is not None:
+            return self.bn.with_activation(y, train, self.spec.activation)
+        return ops.activation(y + self.bias.value, self.spec.activation)
 
     def folded(self) -> list[FoldedOp]:
         w = np.asarray(self.kernel.value)  # [I, O]

@@ -15,12 +15,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-
-def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
-    """TensorFlow SAME padding (before, after) for one spatial axis."""
-    out = -(-size // stride)
-    total = max((out - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
+from nas.models import _depthwise
+from nas.models._depthwise import paddings, same_padding  # noqa: F401  (re-exported)
 
 
 def output_size(size: int, kernel: int, stride: int, padding: str) -> int:
@@ -29,30 +25,15 @@ def output_size(size: int, kernel: int, stride: int, padding: str) -> int:
 
 def pad_for(x: jax.Array, kernel: tuple[int, int], stride: tuple[int, int], padding: str) -> jax.Array:
     """Zero-pad an NHWC tensor so a VALID window walk gives the requested padding's output."""
-    if padding == "valid":
-        return x
-    ph = same_padding(x.shape[1], kernel[0], stride[0])
-    pw = same_padding(x.shape[2], kernel[1], stride[1])
+    ph, pw = paddings(x.shape, kernel, stride, padding)
     if ph == (0, 0) and pw == (0, 0):
         return x
     return jnp.pad(x, ((0, 0), ph, pw, (0, 0)))
 
 
 def depthwise_conv(x: jax.Array, kernel: jax.Array, stride: tuple[int, int], padding: str) -> jax.Array:
-    """Depthwise convolution, NHWC input, kernel [kh, kw, C], as shifted multiply-adds."""
-    kh, kw, _ = kernel.shape
-    sh, sw = stride
-    oh = output_size(x.shape[1], kh, sh, padding)
-    ow = output_size(x.shape[2], kw, sw, padding)
-    xp = pad_for(x, (kh, kw), stride, padding)
-    out = None
-    for i in range(kh):
-        for j in range(kw):
-            tap = lax.slice(xp, (0, i, j, 0), (xp.shape[0], i + sh * (oh - 1) + 1, j + sw * (ow - 1) + 1,
-                                                xp.shape[3]), (1, sh, sw, 1))
-            term = tap * kernel[i, j]
-            out = term if out is None else out + term
-    return out
+    """Depthwise convolution, NHWC input, kernel [kh, kw, C], as shifted multiply-adds (`_depthwise`)."""
+    return _depthwise.depthwise_conv(x, kernel, stride, padding)
 
 
 def conv2d(x: jax.Array, kernel: jax.Array, stride: tuple[int, int], padding: str) -> jax.Array:

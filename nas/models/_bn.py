@@ -1,0 +1,102 @@
+"""Training-mode batch norm + activation with a hand-written backward (XLA CPU friendly).
+
+Autodiff of ``act(scale * (x - mean) / sqrt(var + eps) + bias)`` with batch statistics keeps several
+full-size intermediates alive and emits many separate reductions. The backward written out is one
+fused pass of two per-channel sums and one elementwise pass::
+
+    xhat = (x - mean) * rstd,  gz = g * act'(z)   (z = scale * xhat + bias, recomputed from x)
+    dbias  = sum(gz),  dscale = sum(gz * xhat)
+    dx     = scale * rstd * (gz - dbias / n - xhat * dscale / n)
+
+The saved activations are the input ``x`` and the output ``y`` (which the next layer keeps alive
+anyway; its sign is the exact ReLU mask). The batch mean and (biased) variance are returned too, for the running statistics;
+they are statistics, not outputs to differentiate (their cotangents are ignored: callers stop their
+gradients). ``activation`` "relu" and "none" take this path; "relu6" (rare, clipped at two points)
+keeps plain autodiff.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from nas.models._fusion import computed_once
+
+
+def batch_stats(x2: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Mean and biased variance over rows of ``x2`` [n, C] (two passes: var = mean((x - mean)^2))."""
+    mean = jnp.mean(x2, axis=0)
+    var = jnp.mean(jnp.square(x2 - mean), axis=0)
+    return mean, var
+
+
+def _act(z: jax.Array, activation: str) -> jax.Array:
+    if activation == "relu":
+        return jnp.maximum(z, 0.0)
+    if activation == "relu6":
+        return jnp.clip(z, 0.0, 6.0)
+    return z
+
+
+def bn_act_train(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float,
+                 activation: str) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(act(batchnorm(x)), batch mean, batch variance)`` with statistics over every axis but the last."""
+    shape = x.shape
+    x2 = x.reshape(-1, shape[-1])
+    if activation in ("relu", "none") and os.environ.get("KWS_BN") != "plain":
+        y, mean, var = _bn_act(x2, scale, bias, float(eps), activation)
+    else:
+        y, mean, var = _bn_act_plain(x2, scale, bias, float(eps), activation)
+    return y.reshape(shape), lax.stop_gradient(mean), lax.stop_gradient(var)
+
+
+def _bn_act_plain(x2, scale, bias, eps, activation):
+    mean, var = batch_stats(x2)
+    inv = scale * lax.rsqrt(var + eps)
+    return _act(x2 * inv + (bias - mean * inv), activation), mean, var
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _bn_act(x2, scale, bias, eps, activation):
+    return _bn_act_plain(x2, scale, bias, eps, activation)
+
+
+def _bn_act_fwd(x2, scale, bias, eps, activation):
+    mean, var = batch_stats(x2)
+    rstd = lax.rsqrt(var + eps)
+    inv = scale * rstd
+    y = _act(x2 * inv + (bias - mean * inv), activation)
+    # y is kept alive anyway (it is the next layer's input), so its sign gives the exact ReLU mask.
+    return (y, mean, var), (x2, y, mean, rstd, scale)
+
+
+def _bn_act_bwd(eps, activation, residuals, cotangents):
+    x2, y, mean, rstd, scale = residuals
+    g = cotangents[0]
+    n = x2.shape[0]
+    mat = os.environ.get("KWS_BN_MAT", "1") == "1"
+    if activation == "relu":
+        # the masked gradient feeds two reductions and the input gradient: write it once
+        gz = computed_once(_relu_mask, g, y) if mat else _relu_mask(g, y)
+    else:
+        gz = g
+    dbias = jnp.sum(gz, axis=0)
+    dscale = jnp.sum(gz * (x2 - mean), axis=0) * rstd
+    k, c1, c2 = scale * rstd, dbias / n, dscale * rstd / n
+
+    def input_grad(gz, x2):
+        return k * (gz - c1 - (x2 - mean) * c2)
+
+    dx = computed_once(input_grad, gz, x2) if mat else input_grad(gz, x2)
+    return dx, dscale, dbias
+
+
+def _relu_mask(g, y):
+    return jnp.where(y > 0, g, 0.0)
+
+
+_bn_act.defvjp(_bn_act_fwd, _bn_act_bwd)
