@@ -1,23 +1,24 @@
 """Training-mode batch norm + activation with a hand-written backward (XLA CPU friendly).
 
 Autodiff of ``act(scale * (x - mean) / sqrt(var + eps) + bias)`` with batch statistics keeps several
-full-size intermediates alive and emits many separate reductions. The backward written out is one
-fused pass of two per-channel sums and one elementwise pass::
+full-size intermediates alive and XLA re-computes cheap elementwise producers inside each of their
+consumers. The backward written out is two per-channel sums and one elementwise pass::
 
-    xhat = (x - mean) * rstd,  gz = g * act'(z)   (z = scale * xhat + bias, recomputed from x)
-    dbias  = sum(gz),  dscale = sum(gz * xhat)
-    dx     = scale * rstd * (gz - dbias / n - xhat * dscale / n)
+    gz = g * act'(y),  xc = x - mean
+    dbias  = sum(gz),  dscale = rstd * sum(gz * xc)
+    dx     = scale * rstd * (gz - dbias / n - xc * rstd * dscale / n)
 
 The saved activations are the input ``x`` and the output ``y`` (which the next layer keeps alive
-anyway; its sign is the exact ReLU mask). The batch mean and (biased) variance are returned too, for the running statistics;
-they are statistics, not outputs to differentiate (their cotangents are ignored: callers stop their
-gradients). ``activation`` "relu" and "none" take this path; "relu6" (rare, clipped at two points)
-keeps plain autodiff.
+anyway; it gives the exact activation mask: ReLU passes where ``y > 0`` as `jax.nn.relu` does, ReLU6
+where ``0 < y < 6`` (autodiff of a clip gives 1/2 at exact ties, which a float practically never
+hits), "none" everywhere). The masked gradient and the input gradient are each written out once
+(`computed_once`). The statistics are the exact two-pass ones (mean, then mean of squared
+deviations). The batch mean and biased variance are returned for the running statistics; they are
+not outputs to differentiate (their cotangents are ignored, and `bn_act_train` stops their gradients).
 """
 
 from __future__ import annotations
 
-import os
 from functools import partial
 
 import jax
@@ -47,7 +48,7 @@ def bn_act_train(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float,
     """``(act(batchnorm(x)), batch mean, batch variance)`` with statistics over every axis but the last."""
     shape = x.shape
     x2 = x.reshape(-1, shape[-1])
-    if activation in ("relu", "none") and os.environ.get("KWS_BN") != "plain":
+    if activation in ("relu", "relu6", "none"):
         y, mean, var = _bn_act(x2, scale, bias, float(eps), activation)
     else:
         y, mean, var = _bn_act_plain(x2, scale, bias, float(eps), activation)
@@ -78,10 +79,9 @@ def _bn_act_bwd(eps, activation, residuals, cotangents):
     x2, y, mean, rstd, scale = residuals
     g = cotangents[0]
     n = x2.shape[0]
-    mat = os.environ.get("KWS_BN_MAT", "1") == "1"
-    if activation == "relu":
+    if activation in ("relu", "relu6"):
         # the masked gradient feeds two reductions and the input gradient: write it once
-        gz = computed_once(_relu_mask, g, y) if mat else _relu_mask(g, y)
+        gz = computed_once(_relu6_mask if activation == "relu6" else _relu_mask, g, y)
     else:
         gz = g
     dbias = jnp.sum(gz, axis=0)
@@ -91,12 +91,16 @@ def _bn_act_bwd(eps, activation, residuals, cotangents):
     def input_grad(gz, x2):
         return k * (gz - c1 - (x2 - mean) * c2)
 
-    dx = computed_once(input_grad, gz, x2) if mat else input_grad(gz, x2)
+    dx = computed_once(input_grad, gz, x2)  # the next op's input (a dot or the depthwise taps)
     return dx, dscale, dbias
 
 
 def _relu_mask(g, y):
     return jnp.where(y > 0, g, 0.0)
+
+
+def _relu6_mask(g, y):
+    return jnp.where((y > 0) & (y < 6), g, 0.0)
 
 
 _bn_act.defvjp(_bn_act_fwd, _bn_act_bwd)

@@ -10,8 +10,10 @@ the weight gradient are each written here as plain slices, multiplies and adds:
   flipped kernel, cut to exactly the input's shape (for stride 1 this is the forward with the padding
   mirrored);
 * weight gradient ``dk[i,j,c] = sum_bhw xp[b, sh*h+i, sw*w+j, c] * g[b,h,w,c]``: per tap, partial sums
-  over batch chunks first and one small reduction at the end (reducing the full tensor per tap makes
-  XLA write out a full-size product per tap).
+  over the output columns inside one loop fusion, then a matrix-vector product with ones (reducing
+  the full product per tap makes XLA write out a full-size tap first);
+* the padded input and the padded output gradient are written out once (`computed_once`): fused
+  into the taps, the pad's bounds checks double their cost.
 
 The math is that of ``lax.conv_general_dilated(..., feature_group_count=C)`` with TensorFlow's SAME
 padding (extra row/column at the end); the deployed graph is still a true DEPTHWISE_CONV_2D with the
@@ -20,7 +22,6 @@ same weights (`layers.DSBlock.folded`).
 
 from __future__ import annotations
 
-import os
 from functools import partial
 
 import jax
@@ -30,8 +31,6 @@ from jax import lax
 from nas.models._fusion import computed_once
 
 Pads = tuple[tuple[int, int], tuple[int, int]]
-
-_WGRAD_CHUNKS = 10  # batch chunks of the weight gradient's partial sums (GUIDE §3: ~10 measured best)
 
 
 def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -96,9 +95,7 @@ def _padded(x: jax.Array, pads: Pads) -> jax.Array:
     """The zero-padded input, written out once (a pad fused into every tap costs ~2x the taps)."""
     if pads == ((0, 0), (0, 0)):
         return x
-    if os.environ.get("KWS_MAT_XP", "1") == "1":
-        return computed_once(lambda a: _pad(a, ((*pads[0], 0), (*pads[1], 0))), x)
-    return _pad(x, ((*pads[0], 0), (*pads[1], 0)))
+    return computed_once(lambda a: _pad(a, ((*pads[0], 0), (*pads[1], 0))), x)
 
 
 def _forward(x: jax.Array, kernel: jax.Array, stride: tuple[int, int], pads: Pads) -> jax.Array:
@@ -122,73 +119,31 @@ def input_grad(g: jax.Array, kernel: jax.Array, in_hw: tuple[int, int], stride: 
     hi_h = h + kh - 1 - lo_h - ((oh - 1) * sh + 1)
     hi_w = w + kw - 1 - lo_w - ((ow - 1) * sw + 1)
     config = ((lo_h, hi_h, sh - 1), (lo_w, hi_w, sw - 1))
-    if os.environ.get("KWS_MAT_GP", "1") == "1" and any(c != (0, 0, 0) for c in config):
-        gp = computed_once(lambda a: _pad(a, config), g)
-    else:
-        gp = _pad(g, config)
+    # written out once: the pad would otherwise be re-evaluated (with bounds checks) in every tap
+    gp = computed_once(lambda a: _pad(a, config), g) if any(c != (0, 0, 0) for c in config) else g
     return correlate(gp, kernel[::-1, ::-1], (1, 1), h, w)
 
 
 def weight_grad(xp: jax.Array, g: jax.Array, kernel_hw: tuple[int, int], stride: tuple[int, int]) -> jax.Array:
     """Gradient wrt the kernel [kh, kw, C] from the padded input ``xp`` and the output gradient ``g``.
 
-    ``dk[i,j,c] = sum_bhw tap_ij(xp)[b,h,w,c] * g[b,h,w,c]``. XLA's CPU reductions do not fuse their
-    producers' slices (each tap would be written out in full first), so the sum over the output
-    columns is written as explicit adds inside one loop fusion per tap (partial sums [B, oh, C]) and
-    the rest of the reduction is one small matrix-vector product.
+    ``dk[i,j,c] = sum_bhw tap_ij(xp)[b,h,w,c] * g[b,h,w,c]``. XLA's CPU reductions do not fuse the
+    strided slices of a tap (each tap would be written out in full first) and it never fuses a
+    concatenate with its producers, so per tap: one loop fusion multiplies and sums over the output
+    columns with explicit adds (partial sums [B*oh, C], a fifth of the tap), and one small
+    matrix-vector product with a ones vector finishes the reduction (YNNPACK's dot, measured faster
+    than a reduce, a stacked or a padded-slot formulation, or partial sums over rows and columns).
     """
-    mode = os.environ.get("KWS_WGRAD", "wsum")
     kh, kw = kernel_hw
     b, oh, ow, c = g.shape
-    taps = [(i, j) for i in range(kh) for j in range(kw)]
-    if mode == "wsum":
-        parts = []
-        for i, j in taps:
+    ones = jnp.ones((b * oh,), g.dtype)
+    out = []
+    for i in range(kh):
+        for j in range(kw):
             p = _tap(xp, i, j, stride, oh, ow) * g
-            parts.append(_tree([p[:, :, k] for k in range(ow)]))
-        p = jnp.concatenate(parts, axis=-1)  # [b, oh, T*c]
-        return jnp.dot(jnp.ones((b * oh,), g.dtype), p.reshape(-1, kh * kw * c)).reshape(kh, kw, c)
-    if mode in ("padsum", "padsum_red"):
-        # One loop fusion: each tap's partial sums over the output columns, placed in its own slot of a
-        # [B, oh, T, C] tensor by zero padding (XLA never fuses a concatenate with its producers, but it
-        # does fuse pads and adds); then one reduction over (B, oh).
-        t_all = len(taps)
-        zero = jnp.zeros((), g.dtype)
-        slots = []
-        for t, (i, j) in enumerate(taps):
-            p = _tap(xp, i, j, stride, oh, ow) * g
-            part = _tree([p[:, :, k] for k in range(ow)])[:, :, None]  # [b, oh, 1, c]
-            slots.append(lax.pad(part, zero, ((0, 0, 0), (0, 0, 0), (t, t_all - 1 - t, 0), (0, 0, 0))))
-        p = _tree(slots).reshape(b * oh, t_all * c)
-        if mode == "padsum_red":
-            return p.sum(axis=0).reshape(kh, kw, c)
-        return jnp.dot(jnp.ones((b * oh,), g.dtype), p).reshape(kh, kw, c)
-    if mode == "wsum_stack":
-        parts = []
-        for i, j in taps:
-            p = _tap(xp, i, j, stride, oh, ow) * g
-            parts.append(_tree([p[:, :, k] for k in range(ow)]))
-        p = jnp.stack(parts, axis=2)  # [b, oh, T, c]
-        return jnp.dot(jnp.ones((b * oh,), g.dtype), p.reshape(-1, kh * kw * c)).reshape(kh, kw, c)
-    if mode == "wsum_dots":
-        out = []
-        for i, j in taps:
-            p = _tap(xp, i, j, stride, oh, ow) * g
-            p = _tree([p[:, :, k] for k in range(ow)])
-            out.append(jnp.dot(jnp.ones((b * oh,), g.dtype), p.reshape(-1, c)))
-        return jnp.stack(out).reshape(kh, kw, c)
-    if mode == "hwsum":
-        parts = []
-        for i, j in taps:
-            p = _tap(xp, i, j, stride, oh, ow) * g
-            parts.append(_tree([p[:, h, k] for h in range(oh) for k in range(ow)]))
-        p = jnp.stack(parts, axis=1)  # [b, T, c]
-        return jnp.dot(jnp.ones((b,), g.dtype), p.reshape(b, -1)).reshape(kh, kw, c)
-    if mode == "chunks":
-        chunks = _WGRAD_CHUNKS if b % _WGRAD_CHUNKS == 0 else 1
-        rows = [(_tap(xp, i, j, stride, oh, ow) * g).reshape(chunks, -1, c).sum(axis=1) for i, j in taps]
-        return jnp.stack(rows).sum(axis=1).reshape(kh, kw, c)
-    raise ValueError(mode)
+            part = _tree([p[:, :, k] for k in range(ow)])  # [b, oh, c]
+            out.append(jnp.dot(ones, part.reshape(b * oh, c)))
+    return jnp.stack(out).reshape(kh, kw, c)
 
 
 def _tree(terms: list[jax.Array]) -> jax.Array:
@@ -215,8 +170,6 @@ def _depthwise_fwd(x, kernel, stride, pads):
 
 def _depthwise_bwd(stride, pads, residuals, g):
     xp, kernel = residuals
-    if os.environ.get("KWS_MAT_G", "0") == "1":
-        g = computed_once(lambda a: a * 1.0, g)
     in_hw = (xp.shape[1] - pads[0][0] - pads[0][1], xp.shape[2] - pads[1][0] - pads[1][1])
     dx = input_grad(g, kernel, in_hw, stride, pads)
     dk = weight_grad(xp, g, kernel.shape[:2], stride)
