@@ -61,18 +61,14 @@ def _max_diff(a, b) -> float:
 DW_CASES = [
     # (H, W, C), kernel, stride, padding
     ((25, 5, 4), (3, 3), (1, 1), "same"),
-    ((25, 5, 4), (3, 3), (2, 2), "same"),
     ((24, 6, 3), (3, 3), (2, 2), "same"),  # even sizes: TF puts the extra padding at the end
-    ((9, 7, 3), (3, 3), (1, 1), "valid"),
     ((10, 8, 3), (3, 3), (2, 2), "valid"),
     ((11, 9, 2), (5, 5), (1, 1), "same"),
-    ((12, 9, 2), (5, 5), (2, 2), "same"),
-    ((11, 9, 2), (5, 5), (2, 1), "valid"),
+    ((12, 9, 2), (5, 5), (2, 1), "valid"),
     ((13, 5, 3), (3, 1), (1, 1), "same"),
     ((13, 5, 3), (3, 1), (2, 2), "valid"),
     ((49, 10, 2), (10, 4), (2, 2), "same"),
-    ((49, 10, 2), (10, 4), (1, 1), "valid"),
-    ((7, 3, 5), (1, 1), (1, 1), "same"),
+    ((20, 9, 2), (10, 4), (1, 1), "valid"),
     ((3, 2, 2), (3, 3), (3, 3), "same"),  # stride larger than the map
 ]
 
@@ -102,7 +98,7 @@ def _value_and_vjp(fn, args, g):
     return jax.jit(both)(args, g)
 
 
-@pytest.mark.parametrize("hwc,kernel,stride,padding", DW_CASES[:: 3])
+@pytest.mark.parametrize("hwc,kernel,stride,padding", DW_CASES[:: 4])
 def test_depthwise_check_grads(hwc, kernel, stride, padding):
     rng = np.random.default_rng(1)
     x, k = _rand(rng, 2, *hwc), _rand(rng, *kernel, hwc[2])
@@ -190,13 +186,13 @@ def _spec(name: str, layers_: tuple) -> ArchSpec:
 
 
 SPECS = {
-    "ds-cnn-s-like": _spec("ds", (Conv(8, (10, 4), (2, 2)), DSConv(8), DSConv(8), DSConv(8), GlobalAvgPool())),
-    "residual": _spec("res", (Conv(6, (10, 4), (2, 2), activation="relu6"), DSConv(6, residual=True),
+    "ds-cnn-s-like": _spec("ds", (Conv(8, (10, 4), (2, 2)), DSConv(8), DSConv(8), GlobalAvgPool())),
+    "residual": _spec("res", (Conv(6, (10, 4), (2, 2), activation="relu6"),
                               DSConv(6, (5, 5), residual=True, activation="relu6"),
                               DSConv(7, (3, 1), (2, 2), padding="valid", activation="none"),
-                              MaxPool((2, 1)), Flatten(), Dense(9, batch_norm=True), Dense(7))),
+                              MaxPool((2, 1)), Flatten(), Dense(9, batch_norm=True))),
     "micronet-like": _spec("mn", (Conv(6, (10, 4), activation="relu6"), DSConv(8, stride=(2, 2), activation="relu6"),
-                                  DSConv(8, (10, 4), activation="relu6"), AvgPool((5, 2)), Flatten())),
+                                  AvgPool((5, 2)), Flatten())),
 }
 
 

@@ -1,9 +1,10 @@
 """Array operations of the KWS models, written for XLA's CPU backend (NHWC, float32).
 
 XLA's grouped convolution (the obvious depthwise) is ~50x slower per layer on CPU than the same
-arithmetic as shifted multiply-adds (GUIDE §3), so the depthwise convolution here is a sum over kernel
-taps of strided slices of the padded input times one weight vector each. The exported graph is still a
-true DEPTHWISE_CONV_2D with the same weights ([kh, kw, C] -> [1, kh, kw, C]).
+arithmetic as shifted multiply-adds (GUIDE §3), so the depthwise convolution is a sum over kernel taps
+of strided slices of the padded input times one weight vector each, with a hand-written backward
+(`_depthwise`); training-mode batch norm + activation has one too (`_bn`). The exported graph is still
+a true DEPTHWISE_CONV_2D with the same weights ([kh, kw, C] -> [1, kh, kw, C]).
 
 Padding follows TensorFlow's SAME rule (the extra row/column goes at the end), so trained weights mean
 the same thing in TFLite.
