@@ -52,17 +52,17 @@ class BatchNorm(nnx.Module):
     def with_activation(self, x: jax.Array, train: bool, activation: str) -> jax.Array:
         """``activation(bn(x))``; in training one fused op with a hand-written backward (`_bn`)."""
         if train:
-            y, mean, var = bn_act_train(x, self.scale.value, self.bias.value, BN_EPSILON, activation)
-            self.mean.value = BN_MOMENTUM * self.mean.value + (1 - BN_MOMENTUM) * mean
-            self.var.value = BN_MOMENTUM * self.var.value + (1 - BN_MOMENTUM) * var
+            y, mean, var = bn_act_train(x, self.scale[...], self.bias[...], BN_EPSILON, activation)
+            self.mean[...] = BN_MOMENTUM * self.mean[...] + (1 - BN_MOMENTUM) * mean
+            self.var[...] = BN_MOMENTUM * self.var[...] + (1 - BN_MOMENTUM) * var
             return y
-        inv = self.scale.value * jax.lax.rsqrt(self.var.value + BN_EPSILON)
-        return ops.activation(x * inv + (self.bias.value - self.mean.value * inv), activation)
+        inv = self.scale[...] * jax.lax.rsqrt(self.var[...] + BN_EPSILON)
+        return ops.activation(x * inv + (self.bias[...] - self.mean[...] * inv), activation)
 
     def fold(self) -> tuple[np.ndarray, np.ndarray]:
         """(multiplier, offset) per channel: bn(x) == x * multiplier + offset in inference mode."""
-        inv = np.asarray(self.scale.value) / np.sqrt(np.asarray(self.var.value) + BN_EPSILON)
-        return inv, np.asarray(self.bias.value) - np.asarray(self.mean.value) * inv
+        inv = np.asarray(self.scale[...]) / np.sqrt(np.asarray(self.var[...]) + BN_EPSILON)
+        return inv, np.asarray(self.bias[...]) - np.asarray(self.mean[...]) * inv
 
 
 def _glorot(rngs: nnx.Rngs, shape: tuple[int, ...], fan_in: int, fan_out: int) -> nnx.Param:
@@ -80,13 +80,13 @@ class ConvLayer(nnx.Module):
         self.bias = None if spec.batch_norm else nnx.Param(jnp.zeros((spec.filters,), jnp.float32))
 
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        y = ops.conv2d(x, self.kernel.value, self.spec.stride, self.spec.padding)
+        y = ops.conv2d(x, self.kernel[...], self.spec.stride, self.spec.padding)
         if self.bn is not None:
             return self.bn.with_activation(y, train, self.spec.activation)
-        return ops.activation(y + self.bias.value, self.spec.activation)
+        return ops.activation(y + self.bias[...], self.spec.activation)
 
     def folded(self) -> list[FoldedOp]:
-        w = np.asarray(self.kernel.value)  # [kh, kw, I, O]
+        w = np.asarray(self.kernel[...])  # [kh, kw, I, O]
         mult, off = _bn_or_bias(self.bn, self.bias, w.shape[-1])
         w = np.transpose(w * mult, (3, 0, 1, 2))  # -> [O, kh, kw, I]
         return [FoldedOp("conv", w, off, self.spec.stride, self.spec.padding, self.spec.activation)]
@@ -103,16 +103,16 @@ class DSBlock(nnx.Module):
 
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         act = self.spec.activation
-        y = ops.depthwise_conv(x, self.dw.value, self.spec.stride, self.spec.padding)
+        y = ops.depthwise_conv(x, self.dw[...], self.spec.stride, self.spec.padding)
         y = self.dw_bn.with_activation(y, train, act)
-        y = self.pw_bn.with_activation(ops.pointwise_conv(y, self.pw.value), train, act)
+        y = self.pw_bn.with_activation(ops.pointwise_conv(y, self.pw[...]), train, act)
         return y + x if self.spec.residual else y
 
     def folded(self) -> list[FoldedOp]:
         dm, do = self.dw_bn.fold()
         pm, po = self.pw_bn.fold()
-        dw = (np.asarray(self.dw.value) * dm)[None]  # [1, kh, kw, C]
-        pw = (np.asarray(self.pw.value) * pm).T[:, None, None, :]  # [O, 1, 1, I]
+        dw = (np.asarray(self.dw[...]) * dm)[None]  # [1, kh, kw, C]
+        pw = (np.asarray(self.pw[...]) * pm).T[:, None, None, :]  # [O, 1, 1, I]
         out = [
             FoldedOp("depthwise", dw, do, self.spec.stride, self.spec.padding, self.spec.activation),
             FoldedOp("conv", pw, po, (1, 1), "valid", self.spec.activation),
@@ -130,13 +130,13 @@ class DenseLayer(nnx.Module):
         self.bias = None if spec.batch_norm else nnx.Param(jnp.zeros((spec.units,), jnp.float32))
 
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        y = jnp.dot(x, self.kernel.value)
+        y = jnp.dot(x, self.kernel[...])
         if self.bn is not None:
             return self.bn.with_activation(y, train, self.spec.activation)
-        return ops.activation(y + self.bias.value, self.spec.activation)
+        return ops.activation(y + self.bias[...], self.spec.activation)
 
     def folded(self) -> list[FoldedOp]:
-        w = np.asarray(self.kernel.value)  # [I, O]
+        w = np.asarray(self.kernel[...])  # [I, O]
         mult, off = _bn_or_bias(self.bn, self.bias, w.shape[-1])
         return [FoldedOp("dense", (w * mult).T, off, activation=self.spec.activation)]
 
@@ -144,7 +144,7 @@ class DenseLayer(nnx.Module):
 def _bn_or_bias(bn: BatchNorm | None, bias: nnx.Param | None, n: int) -> tuple[np.ndarray, np.ndarray]:
     if bn is not None:
         return bn.fold()
-    return np.ones(n, np.float32), np.asarray(bias.value)
+    return np.ones(n, np.float32), np.asarray(bias[...])
 
 
 class Pool(nnx.Module):
