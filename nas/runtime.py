@@ -37,6 +37,8 @@ def ensure_fast_allocator() -> None:
         return
     if not sys.platform.startswith("linux") or not getattr(sys, "orig_argv", None):
         return
+    if "jax" in sys.modules or "pytest" in sys.modules:  # too late to help, or a test runner: never re-exec it
+        return
     env = dict(os.environ)
     tunables = env.get("GLIBC_TUNABLES")
     env["GLIBC_TUNABLES"] = f"{tunables}:{ALLOCATOR_TUNABLES}" if tunables else ALLOCATOR_TUNABLES

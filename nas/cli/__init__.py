@@ -13,9 +13,10 @@ import sys
 from nas import __version__
 from nas.cli import arch as arch_cli
 from nas.cli import data as data_cli
+from nas.cli import quantize as quantize_cli
 from nas.cli import train as train_cli
 
-_VERBS = (data_cli, arch_cli, train_cli)
+_VERBS = (data_cli, arch_cli, train_cli, quantize_cli)
 
 
 class UserError(Exception):
@@ -39,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s" if args.verbose else "%(message)s",
         stream=sys.stderr,
     )
+    for noisy in ("jax", "absl"):  # their INFO lines (e.g. "Unable to initialize backend 'tpu'") are not for users
+        logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:
         return int(args.handler(args) or 0)
     except (UserError, ValueError, FileNotFoundError, PermissionError) as e:

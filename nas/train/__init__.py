@@ -12,7 +12,7 @@ Modules: `config` (TrainConfig), `augment` (augmentation in JAX), `state` (train
 
 from nas.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from nas.train.config import TrainConfig
-from nas.train.data import TrainData, prepare_train_data
+from nas.train.data import TrainData, prepare_from_source, prepare_train_data
 from nas.train.evaluate import EvalReport, evaluate
 from nas.train.loop import TrainingDiverged, TrainProgress, TrainResult, train
 from nas.train.state import StepSettings, TrainState, create_train_state
@@ -32,6 +32,7 @@ __all__ = [
     "evaluate",
     "load_checkpoint",
     "make_train_step",
+    "prepare_from_source",
     "prepare_train_data",
     "save_checkpoint",
     "train",

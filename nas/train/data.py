@@ -42,6 +42,8 @@ class TrainData:
     test: SplitData
     noise: NoiseBank
     clip_samples: int = 16_000
+    rule: str | None = None  # the split rule asked for (None: the corpus's default)
+    noise_dir: Path | None = None  # the noise folder asked for (None: the corpus's own)
     _features: dict = field(default_factory=dict, init=False, repr=False)
     _device_noise: DeviceNoise | None = field(default=None, init=False, repr=False)
 
@@ -64,6 +66,11 @@ class TrainData:
         if key not in self._features:
             self._features[key] = split_features(self.split(split), frontend)
         return self._features[key]
+
+    def source(self) -> dict:
+        """Where the data came from, JSON-ready: `prepare_train_data(**source)` loads it again."""
+        return {"data": str(self.root), "protocol": self.protocol.to_dict(), "seed": self.seed, "rule": self.rule,
+                "noise_dir": None if self.noise_dir is None else str(self.noise_dir)}
 
     def device_noise(self) -> DeviceNoise:
         """The noise bank on the device (placed once)."""
@@ -99,7 +106,17 @@ def prepare_train_data(data: str | Path, protocol: LabelProtocol | str = STANDAR
     if noise.empty:
         log.warning("%s: no background noise: training runs without noise augmentation", corpus.root)
     return TrainData(corpus.root, protocol, seed, splits["train"], splits["validation"], splits["test"], noise,
-                     clip_samples)
+                     clip_samples, rule, None if noise_dir is None else Path(noise_dir).resolve())
+
+
+def prepare_from_source(source: dict) -> TrainData:
+    """`prepare_train_data` for a `TrainData.source()` record (as a checkpoint keeps it)."""
+    try:
+        protocol = LabelProtocol.from_dict(source["protocol"])
+        return prepare_train_data(source["data"], protocol, int(source.get("seed", 0)), source.get("rule"),
+                                  None if source.get("noise_dir") is None else Path(source["noise_dir"]))
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"incomplete data record {source!r} ({e})") from None
 
 
 def epoch_batches(indices: np.ndarray, batch_size: int, seed: int, trial: int, epoch: int) -> Iterator[np.ndarray]:

@@ -209,7 +209,8 @@ def train(spec: ArchSpec, data: TrainData, cfg: TrainConfig | None = None, out_d
             evals_since_best = 0
             if out_dir is not None:
                 save_checkpoint(out_dir, spec, best["params"], best["batch_stats"], cfg, step,
-                                {"val_accuracy": report.accuracy, "epoch": entry["epoch"], "labels": list(data.labels)})
+                                {"val_accuracy": report.accuracy, "epoch": entry["epoch"], "labels": list(data.labels),
+                                 "data": data.source()})
         else:
             evals_since_best += 1
         if out_dir is not None:
@@ -269,7 +270,8 @@ def train(spec: ArchSpec, data: TrainData, cfg: TrainConfig | None = None, out_d
     )
     if out_dir is not None:
         save_checkpoint(out_dir, spec, best["params"], best["batch_stats"], cfg, best["step"], {
-            k: v for k, v in result.to_dict().items() if k not in ("history", "config", "checkpoint_dir")})
+            **{k: v for k, v in result.to_dict().items() if k not in ("history", "config", "checkpoint_dir")},
+            "labels": list(data.labels), "data": data.source()})
         atomic_write_json(out_dir / "history.json", {"history": history})
     log.info("trained %s: %d steps, val %.4f (best at step %d), test %.4f, %.0f samples/s, stop: %s",
              spec.name, step, result.val_accuracy, result.best_step, result.test_accuracy, result.samples_per_s,

@@ -1,0 +1,11 @@
+"""Int8 quantization of trained models into `hardware.Int8Graph`.
+
+`float_graph` (the deployed float network: batch norm folded) -> `calibrate` (activation ranges) ->
+`quantize_graph` (TFLite's int8 scheme, per-channel weights) -> `hardware.write_tflite`; optional
+quantization-aware fine-tuning (`nas.quant.qat`) between calibration and quantization.
+"""
+
+from nas.quant.float_graph import float_graph
+from nas.quant.ptq import Ranges, calibrate, quantize_features, quantize_graph, run_int8
+
+__all__ = ["Ranges", "calibrate", "float_graph", "quantize_features", "quantize_graph", "run_int8"]
