@@ -7,5 +7,7 @@ quantization-aware fine-tuning (`nas.quant.qat`) between calibration and quantiz
 
 from nas.quant.float_graph import float_graph
 from nas.quant.ptq import Ranges, calibrate, quantize_features, quantize_graph, run_int8
+from nas.quant.qat import qat_finetune, qat_logits
 
-__all__ = ["Ranges", "calibrate", "float_graph", "quantize_features", "quantize_graph", "run_int8"]
+__all__ = ["Ranges", "calibrate", "float_graph", "qat_finetune", "qat_logits", "quantize_features", "quantize_graph",
+           "run_int8"]
