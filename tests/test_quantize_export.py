@@ -128,3 +128,13 @@ def test_quantize_errors_name_the_cause(trained, tmp_path: Path, capsys) -> None
     assert nas_main(["quantize", str(broken), "--out", str(tmp_path / "o")]) == 2
     assert "corrupt" in capsys.readouterr().err
     assert not (tmp_path / "o" / "quantize.json").exists()
+
+
+def test_quantize_with_qat_epochs(trained, tmp_path: Path) -> None:
+    data, ckpt, _ = trained
+    assert nas_main(["quantize", str(ckpt), "--out", str(tmp_path / "qat"), "--calib-clips", "40",
+                     "--qat-epochs", "1", "--no-arena"]) == 0
+    report = json.loads((tmp_path / "qat" / "quantize.json").read_text())
+    assert report["qat_epochs"] == 1 and report["arena_bytes"] is None
+    q = read_tflite((tmp_path / "qat" / "model_int8.tflite").read_bytes())
+    assert json.loads(q.metadata["kwsnas"])["extra"]["qat_epochs"] == 1
