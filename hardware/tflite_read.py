@@ -75,6 +75,8 @@ def read_tflite(data: bytes, *, allow_float: bool = False) -> Int8Graph:
     if not isinstance(data, bytes | bytearray | memoryview):
         raise TypeError(f"read_tflite takes the model's bytes, got {type(data).__name__}")
     buf = bytes(data)
+    if buf.startswith(b"version https://git-lfs"):
+        raise ModelFormatError("a Git LFS pointer file, not a model (fetch the real file: git lfs pull)")
     try:
         graph = _Reader(buf).graph()
     except TfliteError:

@@ -123,7 +123,8 @@ def test_feature_quantization_rounds_or_truncates() -> None:
     q = Quantization.per_tensor(0.5, 3)
     x = np.array([0.25, -0.25, 0.74, -0.76, 1000.0, -1000.0], np.float32)
     assert quantize_features(x, q).tolist() == [4, 2, 4, 1, 127, -128]
-    assert quantize_features(x, q, truncate=True).tolist() == [3, 3, 4, 2, 127, -128]
+    # MLPerf Tiny truncates after adding the zero point: trunc(x / s + zp)
+    assert quantize_features(x, q, truncate=True).tolist() == [3, 2, 4, 1, 127, -128]
 
 
 def test_calibrate_rejects_int8_graphs_and_empty_sets() -> None:

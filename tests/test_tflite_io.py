@@ -198,8 +198,9 @@ def test_hybrid_model_is_rejected() -> None:
 def test_malformed_inputs_raise_clear_errors() -> None:
     with pytest.raises(TypeError):
         read_tflite("model.tflite")  # type: ignore[arg-type]
+    lfs = b"version https://git-lfs.github.com/spec/v1\noid sha256:00\nsize 123\n"
     for bad, pattern in ((b"", "too short"), (b"\x00" * 64, "identifier"), (b"TFL3" * 16, "outside"),
-                         (np.random.default_rng(0).bytes(4096), "identifier")):
+                         (np.random.default_rng(0).bytes(4096), "identifier"), (lfs, "Git LFS pointer")):
         with pytest.raises(ModelFormatError, match=pattern):
             read_tflite(bad)
     data = bytearray(write_tflite(ds_cnn_s(np.random.default_rng(0))))

@@ -171,12 +171,12 @@ def quantize_graph(fg: Int8Graph, ranges: Ranges, metadata: dict[str, str] | Non
 
 def quantize_features(features: np.ndarray, q: Quantization, truncate: bool = False) -> np.ndarray:
     """float features -> int8 with the input tensor's parameters: round half away from zero (TFLite's
-    QUANTIZE), or truncation toward zero as MLPerf Tiny's reference evaluation does."""
+    QUANTIZE), or MLPerf Tiny's reference evaluation: ``trunc(x / scale + zero_point)``."""
     from hardware.fixedpoint import round_half_away
 
     x = np.asarray(features, np.float32) / np.float32(q.scale[0])
-    r = np.trunc(x) if truncate else round_half_away(x)
-    return np.clip(r + q.zero_point[0], -128, 127).astype(np.int8)
+    r = np.trunc(x + q.zero_point[0]) if truncate else round_half_away(x) + q.zero_point[0]
+    return np.clip(r, -128, 127).astype(np.int8)
 
 
 def run_int8(graph: Int8Graph, features: np.ndarray) -> np.ndarray:
