@@ -72,7 +72,8 @@ def test_quantized_preset_is_bit_exact_with_tflm_and_close_to_float(name: str) -
     spec = get_preset(name)
     model = _randomised_model(spec, 4)
     fg = float_graph(spec, model.folded())
-    q = quantize_graph(fg, calibrate(fg, _features(spec, 64, 1)))
+    # min/max ranges: random networks have no outliers worth clipping, and 64 clips give few tail values
+    q = quantize_graph(fg, calibrate(fg, _features(spec, 64, 1), clip_percent=0))
     # int8 in and out, per-channel weights, int32 biases
     assert q.tensors[q.inputs[0]].dtype == DType.INT8 and q.tensors[q.outputs[0]].dtype == DType.INT8
     assert q.tensors[q.outputs[0]].quantization == SOFTMAX_OUTPUT
@@ -125,6 +126,20 @@ def test_feature_quantization_rounds_or_truncates() -> None:
     assert quantize_features(x, q).tolist() == [4, 2, 4, 1, 127, -128]
     # MLPerf Tiny truncates after adding the zero point: trunc(x / s + zp)
     assert quantize_features(x, q, truncate=True).tolist() == [3, 2, 4, 1, 127, -128]
+
+
+def test_percentile_calibration_clips_the_tails() -> None:
+    spec = get_preset("ds-cnn-s")
+    fg = float_graph(spec, _randomised_model(spec, 5).folded())
+    x = _features(spec, 50, 3)
+    full, clipped = calibrate(fg, x, clip_percent=0), calibrate(fg, x)
+    assert full.bounds.keys() == clipped.bounds.keys() and full.clips == clipped.clips == 50
+    for t, (lo, hi) in clipped.bounds.items():
+        assert full.bounds[t][0] <= lo <= hi <= full.bounds[t][1]
+    assert any(clipped.bounds[t][1] < full.bounds[t][1] for t in full.bounds)
+    assert calibrate(fg, x) == clipped  # seeded: the same ranges every time
+    with pytest.raises(ValueError, match="clip_percent"):
+        calibrate(fg, x, clip_percent=50)
 
 
 def test_calibrate_rejects_int8_graphs_and_empty_sets() -> None:

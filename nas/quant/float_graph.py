@@ -76,7 +76,7 @@ class _Builder:
 
     def flatten(self, x: int) -> int:
         size = int(np.prod(self.shape(x)))
-        return self.op(OpKind.RESHAPE, (x,), (1, size), ReshapeOptions((1, size)))
+        return self.op(OpKind.RESHAPE, (x,), (1, size), ReshapeOptions((-1, size)))  # -1: batchable in LiteRT
 
 
 def float_graph(spec: ArchSpec, folded: Sequence[FoldedOp], metadata: dict[str, str] | None = None) -> Int8Graph:
@@ -103,7 +103,7 @@ def float_graph(spec: ArchSpec, folded: Sequence[FoldedOp], metadata: dict[str, 
         elif f.op == "mean":
             n, h, w, c = b.shape(x)
             x = b.op(OpKind.AVERAGE_POOL_2D, (x,), (n, 1, 1, c), Pool2DOptions((h, w), (h, w), Padding.VALID))
-            x = b.op(OpKind.RESHAPE, (x,), (1, c), ReshapeOptions((1, c)))
+            x = b.op(OpKind.RESHAPE, (x,), (1, c), ReshapeOptions((-1, c)))
         elif f.op == "reshape":
             x = b.flatten(x)
         else:
