@@ -16,9 +16,10 @@ from nas.cli import data as data_cli
 from nas.cli import evaluate as evaluate_cli
 from nas.cli import inspect as inspect_cli
 from nas.cli import quantize as quantize_cli
+from nas.cli import search as search_cli
 from nas.cli import train as train_cli
 
-_VERBS = (data_cli, arch_cli, train_cli, quantize_cli, inspect_cli, evaluate_cli)
+_VERBS = (data_cli, arch_cli, train_cli, quantize_cli, inspect_cli, evaluate_cli, search_cli)
 
 
 class UserError(Exception):
@@ -51,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and friends: not an error
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

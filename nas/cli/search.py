@@ -1,0 +1,255 @@
+"""``nas search`` (run a study with N local workers), ``nas worker`` (join one), ``nas pareto`` (its front)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("search", help="multi-objective architecture search (Optuna) on a board")
+    p.add_argument("config", nargs="?", type=Path, help="an experiment .toml (default: the built-in defaults)")
+    p.add_argument("--name", help="study name (folder under runs/)")
+    p.add_argument("--space", help="search space: ds-cnn, micronet, dnn, cnn")
+    p.add_argument("--data", help="a Speech Commands-style folder, or 'default'")
+    p.add_argument("--split-rule", dest="split_rule")
+    p.add_argument("--noise")
+    p.add_argument("--board", help="board name (nas boards)")
+    p.add_argument("--evaluator", choices=("emulator", "analytic", "serial"))
+    p.add_argument("--port", help="pyserial URL of a real board (--evaluator serial)")
+    p.add_argument("--objectives", help="comma list of error, flash_bytes, ram_bytes, latency, macs, params")
+    p.add_argument("--budget", action="append", default=[], metavar="KEY=VALUE",
+                   help="hard budget, e.g. flash_bytes=262144, ram_bytes=65536, latency_ms=50 (repeatable)")
+    p.add_argument("--sampler", choices=("tpe", "nsga2", "nsga3", "gp", "random"))
+    p.add_argument("--trials", type=int, help="completed trials to reach")
+    p.add_argument("--time-limit", type=float, dest="time_limit_s", metavar="S")
+    p.add_argument("--workers", type=int, help="local worker processes (default 1)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///runs/NAME/study.db; journal:PATH)")
+    p.add_argument("--epochs", type=int, dest="train_epochs", help="training epochs per trial")
+    p.add_argument("--train-time", type=float, dest="train_time_s", metavar="S", help="training seconds per trial")
+    p.add_argument("--fraction", type=float, dest="train_fraction", help="fraction of the training split")
+    p.add_argument("--json", action="store_true", help="print the final front as JSON")
+    p.set_defaults(handler=_search)
+
+    w = sub.add_parser("worker", help="join a running study from another process or machine")
+    w.add_argument("--study", required=True)
+    w.add_argument("--storage", required=True, help="the study's storage URL")
+    w.add_argument("--threads", type=int, help="XLA compute threads (1 for one worker per core)")
+    w.add_argument("--cpu", type=int, help="pin to this core")
+    w.set_defaults(handler=_worker)
+
+    pa = sub.add_parser("pareto", help="the Pareto-optimal trials of a study")
+    pa.add_argument("--study", required=True, help="study name (or runs/NAME)")
+    pa.add_argument("--storage", help="storage URL (default sqlite:///runs/NAME/study.db)")
+    pa.add_argument("--json", action="store_true")
+    pa.set_defaults(handler=_pareto)
+
+    pl = sub.add_parser("plot", help="Pareto fronts (PNG + HTML) and hypervolume history of a study")
+    pl.add_argument("--study", required=True)
+    pl.add_argument("--storage", help="storage URL (default sqlite:///runs/NAME/study.db)")
+    pl.add_argument("--out", type=Path, help="output folder (default runs/NAME/plots)")
+    pl.add_argument("--reference", action="append", default=[], metavar="MODEL.tflite",
+                    help="draw a .tflite (evaluated on the study's data, measured on its board) as a labelled point")
+    pl.set_defaults(handler=_plot)
+
+    d = sub.add_parser("dashboard", help="optuna-dashboard for a study, on 127.0.0.1")
+    d.add_argument("--study", required=True)
+    d.add_argument("--storage", help="storage URL (default sqlite:///runs/NAME/study.db)")
+    d.add_argument("--port", type=int, default=8080)
+    d.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+    d.set_defaults(handler=_dashboard)
+
+
+def quiet_optuna(verbose: bool = False) -> None:
+    """Optuna logs every finished trial at INFO; the progress bar and the final table say it better."""
+    import warnings
+
+    import optuna
+
+    if not verbose:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        warnings.filterwarnings("ignore", message=r".*is experimental.*")
+
+
+def _budgets(items: list[str]) -> dict[str, float] | None:
+    from nas.cli import UserError
+
+    if not items:
+        return None
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        try:
+            out[key.strip()] = float(value)
+        except ValueError:
+            raise UserError(f"--budget {item!r}: expected KEY=NUMBER, e.g. flash_bytes=262144") from None
+        if not sep:
+            raise UserError(f"--budget {item!r}: expected KEY=NUMBER")
+    return out
+
+
+def config_from_args(args: argparse.Namespace) -> Any:
+    from nas.study.config import load_config
+
+    objectives = None if args.objectives is None else tuple(o.strip() for o in args.objectives.split(",") if o.strip())
+    return load_config(args.config, name=args.name, space=args.space, data=args.data, split_rule=args.split_rule,
+                       noise=args.noise, board=args.board, evaluator=args.evaluator, port=args.port,
+                       objectives=objectives, budgets=_budgets(args.budget), sampler=args.sampler,
+                       trials=args.trials, time_limit_s=args.time_limit_s, workers=args.workers, seed=args.seed,
+                       storage=args.storage, train_epochs=args.train_epochs, train_time_s=args.train_time_s,
+                       train_fraction=args.train_fraction)
+
+
+def _search(args: argparse.Namespace) -> int:
+    from nas import runtime
+
+    runtime.ensure_fast_allocator()
+    quiet_optuna(args.verbose)
+    cfg = config_from_args(args)
+    from nas.study.runner import open_study, recover_abandoned, run_worker, spawn_workers
+
+    study = open_study(cfg)
+    if cfg.storage_url.startswith("journal:"):
+        n = recover_abandoned(study)
+        if n:
+            log.info("%d trial(s) left running by a stopped search: marked failed and queued again", n)
+    log.info("study %s in %s: %s, objectives %s, budgets %s", cfg.name, cfg.storage_url, cfg.space,
+             ", ".join(cfg.objectives), cfg.budgets or "none")
+    with _Progress(study, cfg) as progress:
+        if cfg.workers == 1:
+            run_worker(cfg, study, callbacks=[lambda s, t: progress.update()])
+        else:
+            procs = spawn_workers(cfg, cfg.workers)
+            try:
+                while any(p.poll() is None for p in procs):
+                    progress.update()
+                    time.sleep(2.0)
+            except KeyboardInterrupt:
+                for p in procs:
+                    p.terminate()
+                raise
+    return _print_front(study, cfg, args.json)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from nas import runtime
+
+    runtime.ensure_fast_allocator()
+    runtime.configure_threads(args.threads, args.cpu)
+    quiet_optuna(args.verbose)
+    from nas.study.runner import load_study, run_worker
+
+    study, cfg = load_study(args.study, args.storage)
+    run_worker(cfg, study)
+    return 0
+
+
+def _open(args: argparse.Namespace) -> tuple[Any, Any]:
+    quiet_optuna(args.verbose)
+    from nas.study.runner import load_study
+
+    name = Path(args.study).name
+    storage = args.storage or f"sqlite:///{Path('runs') / name / 'study.db'}"
+    if storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///"):]).is_file():
+        from nas.cli import UserError
+
+        raise UserError(f"no study database at {storage[len('sqlite:///'):]} (pass --storage)")
+    return load_study(name, storage)
+
+
+def _pareto(args: argparse.Namespace) -> int:
+    study, cfg = _open(args)
+    return _print_front(study, cfg, args.json)
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from nas.study.plots import plot_data, write_plots
+
+    study, cfg = _open(args)
+    refs = [reference_point(Path(p), cfg) for p in args.reference]
+    files = write_plots(plot_data(study, cfg, refs), args.out or cfg.run_dir / "plots")
+    for f in files:
+        print(f)
+    return 0
+
+
+def reference_point(path: Path, cfg: Any) -> Any:
+    """A `.tflite` as a labelled point: accuracy on the study's data (validation split), hardware on its board."""
+    from hardware.measure import AnalyticEvaluator, EmulatorEvaluator, SerialBoardEvaluator
+    from nas.evaluate_tflite import evaluate_tflite
+    from nas.study.candidate import hardware_figures
+    from nas.study.plots import ReferencePoint
+
+    data = path.read_bytes()
+    ev = evaluate_tflite(data, cfg.data, split="validation", rule=cfg.split_rule, seed=cfg.seed)
+    evaluator = {"emulator": EmulatorEvaluator, "analytic": AnalyticEvaluator}.get(cfg.evaluator)
+    m = (evaluator() if evaluator else SerialBoardEvaluator(cfg.port)).measure(data, cfg.board)
+    fig = hardware_figures(m)
+    fig.update(error=1.0 - ev.report.accuracy, int8_val_accuracy=ev.report.accuracy)
+    try:
+        from hardware import read_tflite
+
+        g = read_tflite(data, allow_float=True)
+        fig.update(macs=g.macs(), params=g.param_count())
+    except ValueError:
+        pass
+    generic = path.stem in ("model", "model_int8", "model_float32")  # nas quantize's names: the folder says more
+    return ReferencePoint(path.parent.name if generic else path.stem, fig)
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    _, cfg = _open(args)
+    from optuna_dashboard import run_server
+
+    storage = args.storage or f"sqlite:///{Path('runs') / Path(args.study).name / 'study.db'}"
+    print(f"optuna-dashboard for {cfg.name} on http://{args.host}:{args.port} (Ctrl-C to stop)")
+    run_server(storage, host=args.host, port=args.port)
+    return 0
+
+
+def _print_front(study, cfg, as_json: bool) -> int:
+    from nas.study.pareto import pareto_front, render_front, study_summary
+
+    rows = pareto_front(study, cfg)
+    summary = study_summary(study, cfg)
+    if as_json:
+        print(json.dumps({"summary": summary, "front": [r.to_dict() for r in rows]}, indent=2, default=str))
+    else:
+        print(f"study {cfg.name}: {summary['complete']} complete ({summary['trained']} trained, "
+              f"{summary['feasible']} within budgets), {summary['failed']} failed; Pareto front "
+              f"{summary['pareto_size']}, hypervolume {summary['hypervolume']:.4f}")
+        print(render_front(rows, cfg))
+    return 0
+
+
+class _Progress:
+    """tqdm bar over completed trials with feasible count, front size and hypervolume."""
+
+    def __init__(self, study, cfg) -> None:
+        self.study, self.cfg, self.bar = study, cfg, None
+
+    def __enter__(self) -> _Progress:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=self.cfg.trials, unit="trial", desc=f"search {self.cfg.name}", disable=None)
+        self.update()
+        return self
+
+    def update(self) -> None:
+        from nas.study.pareto import study_summary
+
+        s = study_summary(self.study, self.cfg)
+        self.bar.n = s["complete"]
+        self.bar.set_postfix(feasible=s["feasible"], pareto=s["pareto_size"], hv=f"{s['hypervolume']:.3f}",
+                             failed=s["failed"])
+
+    def __exit__(self, *exc) -> None:
+        self.update()
+        self.bar.close()

@@ -1,0 +1,131 @@
+"""One search candidate, hardware first: estimate -> measure an untrained int8 build -> (if within the
+budgets) train -> quantize -> measure the trained model.
+
+A candidate's flash, RAM and latency do not depend on its trained weights, so the board is asked first,
+on the spec's int8 graph with fixed random weights (seed 0: the same spec gives the same bytes, so the
+measurement cache answers repeats). Over-budget candidates are returned with their figures and
+``trained = False``; they never cost a training run.
+
+`CandidateFigures` is a flat JSON-ready dict (what a trial stores in its user attributes)::
+
+    spec_digest, macs, params, peak_activation_bytes            static estimate
+    flash_bytes, ram_bytes, latency_ms, latency_kind, counter,  hardware (measured or estimated)
+    instructions, cycles, output_match, hw_evaluator, board
+    trained, float_val_accuracy, int8_val_accuracy, int8_test_accuracy, error, train_time_s, steps
+    checkpoint, tflite                                           artifact paths
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hardware.measure import Evaluator, Measurement
+from hardware.tflite_io import write_tflite
+from nas.export.quantize import quantize_checkpoint
+from nas.models import build_model
+from nas.quant.float_graph import float_graph
+from nas.quant.ptq import calibrate, quantize_graph
+from nas.study.config import SearchConfig
+from nas.study.objectives import constraint_values
+from nas.train import TrainConfig, TrainData, train
+from search_spaces.estimate import estimate
+from search_spaces.spec import ArchSpec
+
+log = logging.getLogger(__name__)
+
+PROBE_CALIBRATION_CLIPS = 32  # an untrained build only needs plausible ranges: its weights are random anyway
+
+
+class CandidateError(RuntimeError):
+    """A candidate that could not be evaluated (not a budget miss): the message says why."""
+
+
+@dataclass
+class SearchContext:
+    cfg: SearchConfig
+    data: TrainData
+    evaluator: Evaluator
+
+    @property
+    def board(self) -> str:
+        return self.cfg.board
+
+
+def probe_tflite(spec: ArchSpec, data: TrainData) -> bytes:
+    """The int8 `.tflite` of ``spec`` with seed-0 random weights, calibrated on a few validation clips."""
+    feats = data.features("validation", spec.frontend)[:PROBE_CALIBRATION_CLIPS]
+    if len(feats) == 0:
+        feats = np.zeros((1, *spec.frontend.feature_shape), np.float32)
+    fg = float_graph(spec, build_model(spec, 0).folded())
+    return write_tflite(quantize_graph(fg, calibrate(fg, feats, clip_percent=0)))
+
+
+def hardware_figures(m: Measurement) -> dict[str, Any]:
+    """The flat figures of a measurement; raises `CandidateError` when it failed for another reason
+    than not fitting the board."""
+    if not m.ok and m.feasible is not False:
+        raise CandidateError(f"measurement on {m.board} failed: {m.error}")
+    measured = m.latency_ms is not None
+    return {
+        "board": m.board,
+        "hw_evaluator": m.evaluator,
+        "hw_estimated": bool(m.estimated),
+        "fits_board": m.feasible is not False,
+        "flash_bytes": m.flash_bytes,
+        "ram_bytes": m.ram_bytes,
+        "ram_static_bytes": m.ram_static_bytes,
+        "ram_stack_bytes": m.ram_stack_bytes,
+        "counter": m.counter,
+        "instructions": m.instructions,
+        "cycles": m.cycles,
+        "latency_ms": m.latency_ms if measured else m.latency_ms_est,
+        "latency_kind": "measured" if measured else "estimated",
+        "output_match": m.output_match,
+    }
+
+
+def evaluate_candidate(spec: ArchSpec, ctx: SearchContext, trial_number: int, out_dir: Path) -> dict[str, Any]:
+    """All figures of ``spec`` (see the module docstring); trains only candidates within the budgets."""
+    cfg = ctx.cfg
+    est = estimate(spec)
+    fig: dict[str, Any] = {"spec_digest": spec.digest(), "macs": est.macs, "params": est.params,
+                           "peak_activation_bytes": est.peak_activation_bytes, "trained": False}
+    static = {k: v for k, v in cfg.budgets.items() if k in ("macs", "params")}
+    if any(v > 0 for v in constraint_values(static, fig).values()):
+        return fig  # over a static budget: not even worth a measurement
+    t0 = time.perf_counter()
+    fig.update(hardware_figures(ctx.evaluator.measure(probe_tflite(spec, ctx.data), ctx.board)))
+    fig["probe_s"] = time.perf_counter() - t0
+    if not fig["fits_board"] or any(v > 0 for v in constraint_values(cfg.budgets, fig).values()):
+        return fig
+
+    b = cfg.train
+    tcfg = TrainConfig(batch_size=b.batch_size, epochs=b.epochs, max_steps=b.steps, time_budget_s=b.time_s,
+                       train_fraction=b.fraction, peak_lr=b.lr, seed=cfg.seed, trial=trial_number)
+    ckpt = out_dir / "checkpoint"
+    result = train(spec, ctx.data, tcfg, out_dir=ckpt)
+    report = quantize_checkpoint(ckpt, out_dir / "export", ctx.data, measure_arena=False, seed=cfg.seed)
+    tflite = out_dir / "export" / "model_int8.tflite"
+    final = hardware_figures(ctx.evaluator.measure(tflite.read_bytes(), ctx.board))
+    if final["output_match"] is False:
+        raise CandidateError(f"the board's int8 outputs differ from the golden reference for {spec.name}")
+    fig.update(final)
+    fig.update({
+        "trained": True,
+        "float_val_accuracy": report.float_val_accuracy,
+        "int8_val_accuracy": report.int8_val_accuracy,
+        "int8_test_accuracy": report.int8_test_accuracy,
+        "error": 1.0 - report.int8_val_accuracy,
+        "int8_tflite_bytes": report.int8_tflite_bytes,
+        "train_time_s": result.wall_time_s,
+        "steps": result.steps,
+        "checkpoint": str(ckpt),
+        "tflite": str(tflite),
+    })
+    return fig

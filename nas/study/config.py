@@ -1,0 +1,149 @@
+"""`SearchConfig`: one search experiment as frozen data, loaded from a small TOML file plus overrides.
+
+    cfg = load_config("experiments/search/quick.toml", trials=20, board="mps2-an500")
+
+A config file is a flat table of the fields below (any subset; the rest keep their defaults), with
+optional ``[budgets]`` and ``[train]`` tables::
+
+    name = "ds-cnn-m4"
+    space = "ds-cnn"
+    objectives = ["error", "flash_bytes", "latency"]
+    [budgets]
+    flash_bytes = 262144      # hard budgets: Optuna constraints, infeasible candidates are never trained
+    ram_bytes = 65536
+    [train]
+    epochs = 8
+
+Experiments are short override files of this default, each override with its reason in a comment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nas.study.objectives import BUDGET_KEYS, OBJECTIVES
+
+SAMPLERS = ("tpe", "nsga2", "nsga3", "gp", "random")
+EVALUATORS = ("emulator", "analytic", "serial")
+
+
+@dataclass(frozen=True)
+class TrainBudget:
+    """A search trial's training: short on purpose (the Pareto picks are retrained at export)."""
+
+    epochs: int | None = 6  # DS-CNN-S on the default corpus: validation ranks settle after ~5 epochs
+    steps: int | None = None
+    time_s: float | None = 90.0  # a cap per trial on 2 cores, compile included
+    fraction: float = 1.0
+    lr: float = 5e-3
+    batch_size: int = 100
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    name: str = "search"
+    space: str = "ds-cnn"
+    data: str = "default"
+    protocol: str = "12"
+    split_rule: str | None = None
+    noise: str | None = None
+    frontend: str | None = None  # base front-end preset (None: the space's own)
+    tune_frontend: bool = False  # make MFCC count / window / stride search dimensions
+    board: str = "mps2-an386"
+    evaluator: str = "emulator"
+    port: str | None = None  # pyserial URL for evaluator = "serial"
+    objectives: tuple[str, ...] = ("error", "flash_bytes", "ram_bytes", "latency")
+    budgets: dict[str, float] = field(default_factory=dict)  # e.g. {"flash_bytes": 262144, "latency_ms": 50}
+    sampler: str = "tpe"
+    trials: int | None = 20
+    time_limit_s: float | None = None
+    workers: int = 1  # processes on this machine (two single-threaded trainers beat one two-threaded)
+    seed: int = 0
+    storage: str | None = None  # None: sqlite:///runs/<name>/study.db
+    train: TrainBudget = field(default_factory=TrainBudget)
+
+    def __post_init__(self) -> None:
+        bad = [o for o in self.objectives if o not in OBJECTIVES]
+        if bad or not self.objectives:
+            raise ValueError(f"unknown objective(s) {bad}: choose from {', '.join(OBJECTIVES)}")
+        if len(set(self.objectives)) != len(self.objectives):
+            raise ValueError(f"objectives repeat: {list(self.objectives)}")
+        bad = [k for k in self.budgets if k not in BUDGET_KEYS]
+        if bad:
+            raise ValueError(f"unknown budget(s) {bad}: choose from {', '.join(BUDGET_KEYS)}")
+        if any(not isinstance(v, int | float) or v <= 0 for v in self.budgets.values()):
+            raise ValueError(f"budgets must be positive numbers, got {dict(self.budgets)}")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {self.sampler!r}: choose from {', '.join(SAMPLERS)}")
+        if self.evaluator not in EVALUATORS:
+            raise ValueError(f"unknown evaluator {self.evaluator!r}: choose from {', '.join(EVALUATORS)}")
+        if self.evaluator == "serial" and not self.port:
+            raise ValueError("evaluator 'serial' needs a port (a pyserial URL such as /dev/ttyACM0)")
+        if self.trials is None and self.time_limit_s is None:
+            raise ValueError("a search needs a number of trials or a time limit")
+        if self.trials is not None and self.trials <= 0 or self.workers <= 0:
+            raise ValueError("trials and workers must be positive")
+        if not self.name or any(c in self.name for c in "/\\\0") or self.name.startswith("."):
+            raise ValueError(f"study name {self.name!r} must be a plain name (it becomes a folder under runs/)")
+
+    @property
+    def run_dir(self) -> Path:
+        return Path("runs") / self.name
+
+    @property
+    def storage_url(self) -> str:
+        return self.storage or f"sqlite:///{self.run_dir / 'study.db'}"
+
+    def replace(self, **changes: Any) -> SearchConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["objectives"] = list(self.objectives)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SearchConfig:
+        d = dict(d)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown setting(s) {unknown}")
+        if "train" in d:
+            t = d["train"]
+            if isinstance(t, dict):
+                tk = {f.name for f in dataclasses.fields(TrainBudget)}
+                if set(t) - tk:
+                    raise ValueError(f"unknown [train] setting(s) {sorted(set(t) - tk)}")
+                d["train"] = TrainBudget(**t)
+        if "objectives" in d:
+            d["objectives"] = tuple(d["objectives"])
+        if "budgets" in d:
+            d["budgets"] = dict(d["budgets"])
+        return cls(**d)
+
+
+def load_config(path: Path | str | None = None, **overrides: Any) -> SearchConfig:
+    """The default config, updated by the TOML file at ``path`` (if any), then by ``overrides``
+    (None values are ignored, so CLI flags that were not given leave the file's values)."""
+    d: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            d = tomllib.loads(p.read_text())
+        except FileNotFoundError:
+            raise ValueError(f"{p}: no such experiment config") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{p}: not a valid TOML file ({e})") from None
+    train_over = {k[6:]: v for k, v in overrides.items() if k.startswith("train_") and v is not None}
+    d.update({k: v for k, v in overrides.items() if v is not None and not k.startswith("train_")})
+    if train_over:
+        d["train"] = {**d.get("train", {}), **train_over}
+    try:
+        return SearchConfig.from_dict(d)
+    except TypeError as e:
+        raise ValueError(f"{path or 'config'}: {e}") from None

@@ -1,0 +1,150 @@
+"""Compute, then render: the Pareto front and hypervolume of a study as plain data.
+
+`pareto_front(study)` returns `FrontRow`s (feasible, trained, non-dominated trials with their figures);
+`hypervolume_history(study, cfg)` the hypervolume after each completed trial, in a box bounded by the
+reference point of `reference_point` (budgets where given, else the board's capacity or worst seen).
+Tables and plots only draw these.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from nas.study.config import SearchConfig
+from nas.study.objectives import OBJECTIVES, is_feasible
+
+COLUMNS = ("trial", "int8_val_accuracy", "flash_bytes", "ram_bytes", "latency_ms", "macs", "params")
+
+
+@dataclass(frozen=True)
+class FrontRow:
+    trial: int
+    values: tuple[float, ...]  # objective values in the config's order
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"trial": self.trial, "values": list(self.values), **self.figures}
+
+
+def usable_trials(study: optuna.Study, cfg: SearchConfig) -> list[FrozenTrial]:
+    """Completed, trained trials within every budget."""
+    out = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if t.user_attrs.get("trained") and is_feasible(cfg.budgets, t.user_attrs) and t.values is not None \
+                and all(math.isfinite(v) for v in t.values):
+            out.append(t)
+    return out
+
+
+def _non_dominated(points: np.ndarray) -> np.ndarray:
+    """Mask of the rows of ``points`` (minimised) that no other row dominates."""
+    keep = np.ones(len(points), bool)
+    for i, p in enumerate(points):
+        dominated_by = np.all(points <= p, axis=1) & np.any(points < p, axis=1)
+        keep[i] = not dominated_by.any()
+    return keep
+
+
+def pareto_front(study: optuna.Study, cfg: SearchConfig) -> list[FrontRow]:
+    """The feasible, trained, non-dominated trials, sorted by error then by the next objective."""
+    trials = usable_trials(study, cfg)
+    if not trials:
+        return []
+    pts = np.array([t.values for t in trials], float)
+    rows = [FrontRow(t.number, tuple(t.values), dict(t.user_attrs)) for t, k in zip(trials, _non_dominated(pts),
+                                                                                   strict=True) if k]
+    return sorted(rows, key=lambda r: r.values)
+
+
+def reference_point(cfg: SearchConfig, worst: np.ndarray | None = None) -> np.ndarray:
+    """Per objective: error 1.0; a budget when set; else the worst value seen x 1.1 (or 1.0)."""
+    ref = []
+    for i, name in enumerate(cfg.objectives):
+        key = OBJECTIVES[name]
+        if name == "error":
+            ref.append(1.0)
+        elif key in cfg.budgets:
+            ref.append(float(cfg.budgets[key]))
+        elif worst is not None and len(worst):
+            ref.append(float(worst[i]) * 1.1 or 1.0)
+        else:
+            ref.append(1.0)
+    return np.array(ref, float)
+
+
+def _hypervolume(points: np.ndarray, ref: np.ndarray) -> float:
+    from optuna._hypervolume import compute_hypervolume
+
+    inside = points[np.all(points < ref, axis=1)]
+    if len(inside) == 0:
+        return 0.0
+    return float(compute_hypervolume(inside, ref, assume_pareto=False))
+
+
+def hypervolume_history(study: optuna.Study, cfg: SearchConfig) -> list[tuple[int, float]]:
+    """(trial number, hypervolume of the usable trials up to it), objectives normalised by the reference
+    point so every axis counts alike."""
+    trials = sorted(usable_trials(study, cfg), key=lambda t: t.number)
+    if not trials:
+        return []
+    pts = np.array([t.values for t in trials], float)
+    ref = reference_point(cfg, pts.max(axis=0))
+    norm = pts / ref
+    return [(t.number, _hypervolume(norm[: i + 1], np.ones(len(ref)))) for i, t in enumerate(trials)]
+
+
+def study_summary(study: optuna.Study, cfg: SearchConfig) -> dict[str, Any]:
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    history = hypervolume_history(study, cfg)
+    return {
+        "study": cfg.name,
+        "trials": len(trials),
+        "complete": len(complete),
+        "failed": sum(t.state == TrialState.FAIL for t in trials),
+        "running": sum(t.state == TrialState.RUNNING for t in trials),
+        "trained": sum(bool(t.user_attrs.get("trained")) for t in complete),
+        "feasible": len(usable_trials(study, cfg)),
+        "pareto_size": len(pareto_front(study, cfg)),
+        "hypervolume": history[-1][1] if history else 0.0,
+    }
+
+
+def render_front(rows: list[FrontRow], cfg: SearchConfig) -> str:
+    """A text table of the front: accuracy, flash, RAM, latency (with its kind), MACs, params."""
+    if not rows:
+        return "no feasible trained trial yet"
+    head = f"{'trial':>5}  {'int8 acc':>8}  {'float acc':>9}  {'flash B':>9}  {'RAM B':>8}  {'latency ms':>12}  " \
+           f"{'MACs':>11}  {'params':>8}  arch"
+    lines = [head]
+    for r in rows:
+        f = r.figures
+        lat = f.get("latency_ms")
+        kind = "~" if f.get("latency_kind") == "estimated" else " "
+        lines.append(f"{r.trial:>5}  {100 * f.get('int8_val_accuracy', math.nan):7.2f}%  "
+                     f"{100 * f.get('float_val_accuracy', math.nan):8.2f}%  {f.get('flash_bytes', 0):>9,}  "
+                     f"{f.get('ram_bytes', 0):>8,}  {kind}{lat:>11.2f}  {f.get('macs', 0):>11,}  "
+                     f"{f.get('params', 0):>8,}  {_arch_line(f.get('spec'))}")
+    how = {"emulator": "from emulated instruction counts x the board's CPI / clock",
+           "analytic": "from the analytic model (no board)"}.get(rows[0].figures.get("hw_evaluator", ""), "")
+    lines.append(f"accuracy: int8 on the validation split; ~ latency estimated {how} on {cfg.board}".rstrip())
+    return "\n".join(lines)
+
+
+def _arch_line(spec: dict | None) -> str:
+    if not spec:
+        return ""
+    parts = []
+    for layer in spec.get("layers", []):
+        kind = layer.get("kind", "?")
+        if kind in ("conv", "ds"):
+            parts.append(f"{kind}{layer.get('filters')}")
+        elif kind == "dense":
+            parts.append(f"fc{layer.get('units')}")
+    return " ".join(parts)

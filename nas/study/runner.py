@@ -1,0 +1,184 @@
+"""Optuna studies for `SearchConfig`s: storage, sampler, objective, workers, resume.
+
+    study = open_study(cfg)                      # creates or loads; the config is stored with the study
+    run_search(cfg)                              # N local worker processes until the trial target
+    run_worker(study_name, storage_url)          # join a running study (this or another machine)
+
+Storage: SQLite under ``runs/<name>/study.db`` by default, any Optuna RDB URL (PostgreSQL), or a
+journal file (``journal:PATH``) for many workers on one machine. Every storage gets a heartbeat: a
+trial left RUNNING by a killed worker (Ctrl-C, ``kill -9``) stops beating, is marked FAIL by the next
+worker that starts or asks for a trial, and its parameters are enqueued again, so the target number
+of completed trials is still reached and no completed trial is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+
+from nas.study.config import SearchConfig
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_S = 20  # a live worker beats this often ...
+GRACE_S = 90  # ... and one silent this long is dead (training steps never block the heartbeat thread)
+MAX_RETRY = 2  # a configuration that kills its worker twice more is given up (recorded as failed)
+CONFIG_ATTR = "kwsnas_config"
+
+
+def make_storage(url: str) -> optuna.storages.BaseStorage:
+    """An Optuna storage with heartbeats for ``url`` (``sqlite:///...``, ``postgresql://...``, ``journal:PATH``)."""
+    retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+    if url.startswith("journal:"):
+        path = Path(url[len("journal:"):])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))  # no heartbeat: see `recover_abandoned`
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        # a busy timeout instead of "database is locked" when workers write at once
+        return RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}}, heartbeat_interval=HEARTBEAT_S,
+                          grace_period=GRACE_S, heartbeat_stale_trial_callback=retry)
+    return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S, heartbeat_stale_trial_callback=retry)
+
+
+def make_sampler(name: str, seed: int, n_objectives: int) -> optuna.samplers.BaseSampler:
+    """Optuna's sampler by name; constraints reach every sampler through `trial.set_constraint`."""
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=16)  # small: searches here are short
+    if name == "nsga3":
+        return optuna.samplers.NSGAIIISampler(seed=seed, population_size=16)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise ValueError(f"unknown sampler {name!r}")
+
+
+def open_study(cfg: SearchConfig, storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
+    """Create the study (or load it, checking it was made for the same objectives)."""
+    storage = storage or make_storage(cfg.storage_url)
+    study = optuna.create_study(study_name=cfg.name, storage=storage, load_if_exists=True,
+                                directions=["minimize"] * len(cfg.objectives),
+                                sampler=make_sampler(cfg.sampler, cfg.seed, len(cfg.objectives)))
+    saved = study.user_attrs.get(CONFIG_ATTR)
+    if saved is None:
+        study.set_user_attr(CONFIG_ATTR, cfg.to_dict())
+        study.set_metric_names(list(cfg.objectives))
+    elif tuple(saved["objectives"]) != cfg.objectives:
+        raise ValueError(f"study {cfg.name!r} exists with objectives {saved['objectives']}, not "
+                         f"{list(cfg.objectives)}: pick another name or the same objectives")
+    return study
+
+
+def load_study(name: str, storage_url: str) -> tuple[optuna.Study, SearchConfig]:
+    """An existing study and the config it was created with."""
+    storage = make_storage(storage_url)
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        raise ValueError(f"no study {name!r} in {storage_url}") from None
+    saved = study.user_attrs.get(CONFIG_ATTR)
+    if saved is None:
+        raise ValueError(f"study {name!r} in {storage_url} was not made by nas search (no config stored)")
+    cfg = SearchConfig.from_dict(saved)
+    study.sampler = make_sampler(cfg.sampler, cfg.seed + os.getpid(), len(cfg.objectives))  # workers differ
+    return study, cfg
+
+
+def recover_abandoned(study: optuna.Study) -> int:
+    """Mark every RUNNING trial FAIL and enqueue its parameters again; returns how many. Only for a
+    study no live worker is using (journal storages have no heartbeat; RDB storages do this themselves
+    for trials whose heartbeat stopped)."""
+    n = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study._storage.set_trial_user_attr(t._trial_id, "fail_reason", "abandoned: its worker stopped")
+        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
+        n += 1
+    return n
+
+
+def completed(study: optuna.Study) -> int:
+    return sum(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
+
+
+def make_objective(cfg: SearchConfig, ctx) -> Any:
+    """The Optuna objective: sample a spec, evaluate it hardware first, store every figure."""
+    from nas.study.candidate import evaluate_candidate
+    from nas.study.objectives import constraint_values, objective_values
+    from search_spaces import get_space
+
+    kwargs = {"frontend": cfg.frontend} if cfg.frontend else {}
+    space = get_space(cfg.space, num_classes=ctx.data.num_classes, tune_frontend=cfg.tune_frontend, **kwargs)
+
+    def objective(trial: optuna.Trial) -> list[float]:
+        try:
+            return _objective(trial)
+        except Exception as e:  # recorded with the trial; Optuna marks it FAIL and the study goes on
+            trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}"[:2000])
+            raise
+
+    def _objective(trial: optuna.Trial) -> list[float]:
+        spec = space.sample(trial)
+        trial.set_user_attr("spec", json.loads(spec.to_json()))
+        out = cfg.run_dir / "trials" / f"{trial.number:05d}"
+        figures = evaluate_candidate(spec, ctx, trial.number, out)
+        if not figures["trained"]:
+            figures["error"] = 1.0  # never trained: the worst error, and the constraints say why
+        for key in ("flash_bytes", "ram_bytes", "latency_ms"):
+            if figures.get(key) is None:
+                figures[key] = math.inf
+        for key, value in figures.items():
+            trial.set_user_attr(key, value)
+        for key, value in constraint_values(cfg.budgets, figures).items():
+            trial.set_constraint(key, value)
+        return objective_values(cfg.objectives, figures)
+
+    return objective
+
+
+def run_worker(cfg: SearchConfig, study: optuna.Study, n_trials: int | None = None,
+               callbacks: list | None = None) -> None:
+    """Run trials in this process until the study has ``cfg.trials`` completed (or the time limit)."""
+    from hardware.measure import AnalyticEvaluator, EmulatorEvaluator, SerialBoardEvaluator
+    from nas.study.candidate import SearchContext
+    from nas.train import prepare_train_data
+
+    evaluator = {"emulator": lambda: EmulatorEvaluator(), "analytic": lambda: AnalyticEvaluator(),
+                 "serial": lambda: SerialBoardEvaluator(cfg.port)}[cfg.evaluator]()
+    data = prepare_train_data(cfg.data, cfg.protocol, seed=cfg.seed, rule=cfg.split_rule,
+                              noise_dir=None if cfg.noise is None else Path(cfg.noise))
+    ctx = SearchContext(cfg, data, evaluator)
+    cbs = list(callbacks or [])
+    if cfg.trials is not None:
+        cbs.append(optuna.study.MaxTrialsCallback(cfg.trials, states=(TrialState.COMPLETE,)))
+    if cfg.trials is not None and completed(study) >= cfg.trials:
+        return
+    study.optimize(make_objective(cfg, ctx), n_trials=n_trials, timeout=cfg.time_limit_s, callbacks=cbs,
+                   catch=(Exception,), gc_after_trial=True)
+
+
+def spawn_workers(cfg: SearchConfig, n: int) -> list[subprocess.Popen]:
+    """``n`` single-threaded worker processes, pinned one per core where there are enough cores."""
+    procs = []
+    cores = os.cpu_count() or 1
+    for i in range(n):
+        cmd = [sys.executable, "-m", "nas.cli", "worker", "--study", cfg.name, "--storage", cfg.storage_url,
+               "--threads", "1"]
+        if n <= cores:
+            cmd += ["--cpu", str(i)]
+        procs.append(subprocess.Popen(cmd, stdin=subprocess.DEVNULL))
+    return procs

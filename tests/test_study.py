@@ -1,0 +1,110 @@
+"""The search loop's pieces: configs, objectives and budgets, the Pareto front, and a tiny real search."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from nas.study.config import SearchConfig, load_config
+from nas.study.objectives import constraint_values, is_feasible, objective_values
+from nas.study.pareto import hypervolume_history, pareto_front, render_front, study_summary
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_config_file_and_overrides(tmp_path: Path) -> None:
+    cfg = load_config(REPO / "experiments/search/quick.toml")
+    assert cfg.name == "quick" and cfg.budgets["ram_bytes"] == 65536 and cfg.train.epochs == 4
+    over = load_config(REPO / "experiments/search/quick.toml", trials=3, train_epochs=1, board=None)
+    assert over.trials == 3 and over.train.epochs == 1 and over.train.time_s == 40 and over.board == "mps2-an386"
+    assert SearchConfig.from_dict(cfg.to_dict()) == cfg
+    assert cfg.storage_url == "sqlite:///runs/quick/study.db"
+
+
+@pytest.mark.parametrize("text,needle", [
+    ('objectives = ["error", "speed"]', "unknown objective"),
+    ('sampler = "cmaes"', "unknown sampler"),
+    ('[budgets]\nflash_kb = 3', "unknown budget"),
+    ('[budgets]\nflash_bytes = -1', "positive"),
+    ('evaluator = "serial"', "needs a port"),
+    ('name = "../x"', "plain name"),
+    ('colour = "red"', "unknown setting"),
+    ('[train]\nepoch = 3', "unknown [train] setting"),
+    ('objectives = [', "not a valid TOML"),
+])
+def test_bad_configs_name_the_problem(tmp_path: Path, text: str, needle: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ValueError) as err:
+        load_config(path)
+    assert needle in str(err.value)
+    with pytest.raises(ValueError, match="no such experiment config"):
+        load_config(tmp_path / "missing.toml")
+
+
+def test_objectives_and_budgets() -> None:
+    fig = {"error": 0.1, "flash_bytes": 1000, "ram_bytes": 500, "latency_ms": 3.5, "macs": 10, "params": 7}
+    assert objective_values(("error", "latency", "macs"), fig) == [0.1, 3.5, 10.0]
+    with pytest.raises(KeyError, match="latency_ms"):
+        objective_values(("latency",), {"error": 0.2})
+    assert constraint_values({"flash_bytes": 1200, "ram_bytes": 400}, fig) == {"flash_bytes": -200, "ram_bytes": 100}
+    assert not is_feasible({"ram_bytes": 400}, fig) and is_feasible({"flash_bytes": 1000}, fig)
+    assert constraint_values({"latency_ms": 1}, {}) == {"latency_ms": math.inf}
+
+
+def _study_with(points: list[tuple[float, float]], attrs: list[dict]) -> optuna.Study:
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    for (e, f), a in zip(points, attrs, strict=True):
+        study.add_trial(create_trial(state=TrialState.COMPLETE, values=[e, f], params={"x": e},
+                                     distributions={"x": FloatDistribution(0, 1)}, user_attrs=a))
+    return study
+
+
+def test_pareto_front_keeps_feasible_trained_non_dominated_trials() -> None:
+    cfg = SearchConfig(objectives=("error", "flash_bytes"), budgets={"flash_bytes": 5000}, trials=5,
+                       evaluator="analytic")
+    pts = [(0.10, 4000), (0.20, 2000), (0.15, 4500), (0.05, 9000), (0.30, 1000), (0.12, 4000)]
+    base = {"trained": True, "int8_val_accuracy": 0.9, "float_val_accuracy": 0.9, "ram_bytes": 1, "macs": 1,
+            "params": 1, "latency_ms": 1.0, "latency_kind": "estimated", "hw_evaluator": "analytic"}
+    attrs = [{**base, "flash_bytes": f} for _, f in pts]
+    attrs[4]["trained"] = False  # over no budget, but never trained: not on the front
+    study = _study_with(pts, attrs)
+    front = pareto_front(study, cfg)
+    # (0.05, 9000) breaks the flash budget; (0.15, 4500) and (0.12, 4000) are dominated by (0.10, 4000)
+    assert [r.trial for r in front] == [0, 1]
+    s = study_summary(study, cfg)
+    assert s["complete"] == 6 and s["feasible"] == 4 and s["pareto_size"] == 2
+    hv = hypervolume_history(study, cfg)
+    assert [n for n, _ in hv] == [0, 1, 2, 5] and all(b >= a for (_, a), (_, b) in zip(hv, hv[1:], strict=False))
+    assert hv[-1][1] == pytest.approx((1 - 0.10) * (1 - 0.8) + (0.2 * 1 - 0) * 0 + (1 - 0.20) * (0.8 - 0.4), rel=1e-6)
+    assert "analytic" in render_front(front, cfg)
+
+
+def test_tiny_search_end_to_end(tmp_path: Path, tiny_corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three trials with the analytic evaluator on the tiny corpus; then the study is read back by
+    `nas pareto`. A budget that every candidate exceeds leaves them untrained (hardware first)."""
+    from nas.cli import main as nas_main
+
+    monkeypatch.chdir(tmp_path)
+    args = ["search", "--name", "tiny", "--data", str(tiny_corpus), "--evaluator", "analytic", "--trials", "2",
+            "--space", "dnn", "--epochs", "1", "--objectives", "error,flash_bytes,macs"]
+    assert nas_main(args) == 0
+    study = optuna.load_study(study_name="tiny", storage="sqlite:///runs/tiny/study.db")
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(done) == 2 and all(t.user_attrs["trained"] for t in done)
+    t = done[0]
+    assert {"spec", "flash_bytes", "ram_bytes", "latency_ms", "int8_val_accuracy", "checkpoint", "tflite"} <= set(
+        t.user_attrs)
+    assert Path(t.user_attrs["tflite"]).is_file() and t.values[0] == pytest.approx(1 - t.user_attrs["int8_val_accuracy"])
+    assert nas_main(["pareto", "--study", "tiny"]) == 0
+    # every candidate over a 1-byte RAM budget: recorded with figures, never trained
+    assert nas_main(["search", "--name", "tiny2", "--data", str(tiny_corpus), "--evaluator", "analytic",
+                     "--trials", "2", "--space", "dnn", "--budget", "ram_bytes=1"]) == 0
+    study2 = optuna.load_study(study_name="tiny2", storage="sqlite:///runs/tiny2/study.db")
+    assert all(not t.user_attrs["trained"] and t.user_attrs["ram_bytes"] > 1 and t.constraints["ram_bytes"] > 0
+               for t in study2.trials)
