@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -85,6 +86,17 @@ def test_pareto_front_keeps_feasible_trained_non_dominated_trials() -> None:
     assert "analytic" in render_front(front, cfg)
 
 
+def test_pick_expressions_are_parsed_not_evaluated() -> None:
+    from nas.study.export import ExportError, parse_pick
+
+    assert parse_pick("max accuracy where flash_kb<=64 and ram_kb<32") == (
+        "max", "accuracy", [("flash_kb", "<=", 64.0), ("ram_kb", "<", 32.0)])
+    assert parse_pick("min latency_ms") == ("min", "latency_ms", [])
+    for bad in ("max __import__('os')", "best accuracy", "max accuracy where flash_kb<=x", "max colour"):
+        with pytest.raises(ExportError):
+            parse_pick(bad)
+
+
 def test_tiny_search_end_to_end(tmp_path: Path, tiny_corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Three trials with the analytic evaluator on the tiny corpus; then the study is read back by
     `nas pareto`. A budget that every candidate exceeds leaves them untrained (hardware first)."""
@@ -102,6 +114,13 @@ def test_tiny_search_end_to_end(tmp_path: Path, tiny_corpus: Path, monkeypatch: 
         t.user_attrs)
     assert Path(t.user_attrs["tflite"]).is_file() and t.values[0] == pytest.approx(1 - t.user_attrs["int8_val_accuracy"])
     assert nas_main(["pareto", "--study", "tiny"]) == 0
+    # export the best trial: same weights, so the re-measured figures must equal the study's
+    assert nas_main(["export", "--study", "tiny", "--pick", "max accuracy where flash_kb<=100000", "--out",
+                     "winner"]) == 0
+    report = json.loads(Path("winner/report.json").read_text())
+    assert report["trial"] in [t.number for t in done] and Path("winner/REPORT.md").is_file()
+    assert Path("winner/model_int8.tflite").is_file() and not report["hardware_differences_after_retraining"]
+    assert nas_main(["export", "--study", "tiny", "--pick", "max accuracy where flash_kb<=0.001", "--out", "x"]) == 2
     # every candidate over a 1-byte RAM budget: recorded with figures, never trained
     assert nas_main(["search", "--name", "tiny2", "--data", str(tiny_corpus), "--evaluator", "analytic",
                      "--trials", "2", "--space", "dnn", "--budget", "ram_bytes=1"]) == 0

@@ -59,6 +59,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="draw a .tflite (evaluated on the study's data, measured on its board) as a labelled point")
     pl.set_defaults(handler=_plot)
 
+    e = sub.add_parser("export", help="export a search winner: .tflite, C, checkpoint, re-measured, REPORT.md")
+    e.add_argument("--study", required=True)
+    e.add_argument("--storage", help="storage URL (default sqlite:///runs/NAME/study.db)")
+    pick = e.add_mutually_exclusive_group(required=True)
+    pick.add_argument("--trial", type=int, help="a trial number")
+    pick.add_argument("--pick", help='e.g. "max accuracy where flash_kb<=64 and ram_kb<=32"')
+    e.add_argument("--retrain-epochs", type=int, help="retrain the pick this many epochs first (trials are short)")
+    e.add_argument("--out", type=Path, required=True)
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(handler=_export)
+
     d = sub.add_parser("dashboard", help="optuna-dashboard for a study, on 127.0.0.1")
     d.add_argument("--study", required=True)
     d.add_argument("--storage", help="storage URL (default sqlite:///runs/NAME/study.db)")
@@ -202,6 +213,22 @@ def reference_point(path: Path, cfg: Any) -> Any:
         pass
     generic = path.stem in ("model", "model_int8", "model_float32")  # nas quantize's names: the folder says more
     return ReferencePoint(path.parent.name if generic else path.stem, fig)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from nas import runtime
+
+    runtime.ensure_fast_allocator()
+    from nas.study.export import export_trial, pick_trial
+
+    study, cfg = _open(args)
+    trial = pick_trial(study, cfg, trial=args.trial, pick=args.pick)
+    report = export_trial(study, cfg, trial, args.out, retrain_epochs=args.retrain_epochs)
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        print((args.out / "REPORT.md").read_text())
+    return 0
 
 
 def _dashboard(args: argparse.Namespace) -> int:
