@@ -31,8 +31,10 @@ from nas.study.config import SearchConfig
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_S = 20  # a live worker beats this often ...
-GRACE_S = 90  # ... and one silent this long is dead (training steps never block the heartbeat thread)
+# A live worker beats every HEARTBEAT_S; one silent for GRACE_S is dead (the heartbeat is a thread, so long
+# training steps never delay it). Environment overrides exist for tests and impatient users.
+HEARTBEAT_S = int(os.environ.get("KWSNAS_HEARTBEAT_S", 20))
+GRACE_S = int(os.environ.get("KWSNAS_GRACE_S", 90))
 MAX_RETRY = 2  # a configuration that kills its worker twice more is given up (recorded as failed)
 CONFIG_ATTR = "kwsnas_config"
 
