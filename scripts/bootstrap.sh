@@ -51,6 +51,11 @@ if ! dpkg -s libnewlib-arm-none-eabi >/dev/null 2>&1 && [ ! -e /usr/lib/arm-none
   missing+=(libnewlib-arm-none-eabi)
 fi
 command -v qemu-system-arm >/dev/null 2>&1 || missing+=(qemu-system-arm)
+# The test suite runs a real PostgreSQL server (distributed-search test) when it can.
+if [[ "${KWSNAS_EXTRAS:-test}" == *test* ]] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  missing+=(postgresql)
+  DEB_PACKAGES+=(postgresql)
+fi
 
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""

@@ -92,3 +92,28 @@ def test_two_workers_share_one_journal(tmp_path: Path, tiny_corpus: Path) -> Non
     assert len(numbers) == len(set(numbers))  # nothing duplicated
     # the workers stop at the target; one may finish a trial it had already started
     assert 4 <= len(complete) <= 5 and all(t.user_attrs.get("trained") for t in complete)
+
+
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory: pytest.TempPathFactory):
+    pytest.importorskip("psycopg2")
+    from tests._postgres import PostgresServer
+
+    server = PostgresServer()
+    why = server.start()
+    if why:
+        print(f"PostgreSQL test skipped: {why}")
+        pytest.skip(why)
+    yield server.url
+    server.stop()
+
+
+def test_two_workers_share_a_real_postgresql_server(tmp_path: Path, tiny_corpus: Path, postgres: str) -> None:
+    cmd = _search(tmp_path, tiny_corpus, "pg", 4, postgres, workers=2)
+    done = subprocess.run(cmd, cwd=tmp_path, env=_env(tmp_path), capture_output=True, timeout=400)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    study = optuna.load_study(study_name="pg", storage=postgres)
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len({t.number for t in study.trials}) == len(study.trials)
+    assert 4 <= len(complete) <= 5 and all(t.user_attrs.get("trained") for t in complete)
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
