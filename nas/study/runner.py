@@ -19,6 +19,7 @@ import math
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,12 @@ CONFIG_ATTR = "kwsnas_config"
 
 def make_storage(url: str) -> optuna.storages.BaseStorage:
     """An Optuna storage with heartbeats for ``url`` (``sqlite:///...``, ``postgresql://...``, ``journal:PATH``)."""
+    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5 but are what resume relies on
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return _make_storage(url)
+
+
+def _make_storage(url: str) -> optuna.storages.BaseStorage:
     retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
     if url.startswith("journal:"):
         path = Path(url[len("journal:"):])
