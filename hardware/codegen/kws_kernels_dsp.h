@@ -1,0 +1,359 @@
+/* Int8 kernels for cores with the DSP extension (Cortex-M4/M7/M33), bit-exact with the plain
+ * kernels in kws_kernels.h. On other targets kws_acle.h supplies the same intrinsics in
+ * portable C, so the host tests run exactly this code.
+ *
+ * Layouts prepared by the generator (hardware/codegen/_lower.py):
+ * - GEMM weights (conv, fully connected): int8, [ceil(oc/2)][k4/4][2 channels][4 taps], zero
+ *   padded, k4 = K rounded up to 4; or ("wide") int16 with the weight offset added, the 4 taps of
+ *   each channel in the activations' order (t0, t2, t1, t3). Bias and requantization arrays
+ *   padded to an even length.
+ * - Requantization: three int32 per output channel (see kws_rq).
+ * - GEMM activations (im2col, in scratch): int16 (x + input offset), in groups of 4 taps stored
+ *   as (t0, t2), (t1, t3): the order SXTB16 produces from a word of 4 int8 weights, so weights
+ *   need one SXTB16 per pair and no repacking.
+ * - Depthwise weights: int16 pairs per group of 4 channels, per filter column: for each pair of
+ *   vertically adjacent taps (ky, ky+1) four words (w[ky][c], w[ky+1][c]) for c = 0..3, then for
+ *   an odd last row two words (w[c0], w[c2]), (w[c1], w[c3]).
+ */
+#ifndef KWS_KERNELS_DSP_H
+#define KWS_KERNELS_DSP_H
+
+#include "kws_acle.h"
+#include "kws_kernels.h"
+
+#define KWS_MAX_KH 16 /* depthwise windows taller than this use the plain kernel */
+
+/* Unroll a loop with literal bounds (GCC does not by itself when the body is large); capped at
+ * 4 so that tall windows (10x4) still compile quickly. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define KWS_UNROLL _Pragma("GCC unroll 4")
+#else
+#define KWS_UNROLL
+#endif
+
+/* Requantization, per output channel c from q[3c..3c+2], in one of three modes the generator
+ * picks per layer from the weights (hardware/codegen/_lower.py, _requant_mode):
+ *   0: q = {multiplier, 0, shift}: the general TFLM path (kws_mbqm), then + out_off.
+ *   1: q = {multiplier, rnd, right} with shift = -right <= -1 and rnd = 2^(right-1) +
+ *      (out_off << right): SRDHM in 64 bits, then the rounding shift with the zero point folded
+ *      in: (y + rnd - (y < 0)) >> right = rdbpot(y, right) + out_off. Exact whenever the sum
+ *      cannot overflow, which the generator checks.
+ *   2: as 1, with SRDHM as one SMMULR of 2*acc (exact when |acc| < 2^30, checked). */
+KWS_HELPER int32_t kws_rq(int32_t acc, const int32_t *q, int32_t out_off, int mode)
+{
+    if (mode == 0)
+        return kws_mbqm(acc, q[0], q[2]) + out_off;
+    const int32_t y = mode == 2 ? kws_smmulr(acc * 2, q[0]) : kws_srdhm_pos(acc, q[0]);
+    return (y + q[1] + (y >> 31)) >> q[2];
+}
+
+/* Clamp to [lo, hi] within int8: SSAT plus at most one compare per bound that is not the int8 limit. */
+KWS_HELPER int8_t kws_sat8(int32_t y, int32_t lo, int32_t hi)
+{
+#ifdef KWS_ASM_DSP
+    y = __ssat(y, 8);
+    if (lo > -128)
+        y = y < lo ? lo : y;
+    if (hi < 127)
+        y = y > hi ? hi : y;
+    return (int8_t)y;
+#else
+    return (int8_t)kws_clamp32(y, lo, hi);
+#endif
+}
+
+/* int16 position of tap j inside its group of 4: (t0, t2), (t1, t3). */
+#define KWS_PERM(j) (((j) & ~3) | (((j) & 1) << 1) | (((j) >> 1) & 1))
+
+/* Widen k int8 values (+ off) into col[0..k4): word at a time when k % 4 == 0 (x word aligned). */
+KWS_HELPER void kws_widen(const int8_t *x, int16_t *col, int k, int32_t off)
+{
+    const int k4 = (k + 3) & ~3;
+    if (k % 4 == 0) {
+        const uint32_t off2 = (uint16_t)off * 0x00010001u;
+        kws_u32a *d = (kws_u32a *)col;
+        for (int j = 0; j < k; j += 4) {
+            const uint32_t v = kws_ld32(x + j);
+            d[0] = __sxtab16(off2, v);
+            d[1] = kws_sxtab16_ror8(off2, v);
+            d += 2;
+        }
+        return;
+    }
+    for (int j = 0; j < k; j++)
+        col[KWS_PERM(j)] = (int16_t)(x[j] + off);
+    for (int j = k; j < k4; j++)
+        col[KWS_PERM(j)] = 0;
+}
+
+/* im2col of output pixel p: K = kh*kw*ic values in weight order, 0 for taps outside the input. */
+KWS_HELPER void kws_im2col(const int8_t *in, int16_t *col, int p, int ih, int iw, int ic, int oh, int ow, int kh,
+                           int kw, int sh, int sw, int dh, int dw, int pt, int pl, int32_t in_off)
+{
+    const int b = p / (oh * ow), r = p % (oh * ow), y0 = (r / ow) * sh - pt, x0 = (r % ow) * sw - pl;
+    if (ic % 4 == 0) { /* every tap starts a group of 4 */
+        kws_u32a *d = (kws_u32a *)col;
+        for (int ky = 0; ky < kh; ky++) {
+            const int iy = y0 + ky * dh;
+            for (int kx = 0; kx < kw; kx++) {
+                const int ix = x0 + kx * dw;
+                if (iy < 0 || iy >= ih || ix < 0 || ix >= iw) {
+                    for (int c = 0; c < ic / 2; c++)
+                        d[c] = 0;
+                } else {
+                    kws_widen(in + ((b * ih + iy) * iw + ix) * ic, (int16_t *)d, ic, in_off);
+                }
+                d += ic / 2;
+            }
+        }
+        return;
+    }
+    int j = 0;
+    for (int ky = 0; ky < kh; ky++) {
+        const int iy = y0 + ky * dh;
+        if ((kw * ic) % 4 == 0 && dw == 1 && iy >= 0 && iy < ih && x0 >= 0 && x0 + kw <= iw) {
+            /* a whole row of the window: kw*ic contiguous bytes, whole groups of 4 (unaligned words) */
+            const int8_t *xp = in + ((b * ih + iy) * iw + x0) * ic;
+            const uint32_t off2 = (uint16_t)in_off * 0x00010001u;
+            kws_u32a *d = (kws_u32a *)(col + j);
+            for (int t = 0; t < kw * ic; t += 4) {
+                const uint32_t v = kws_ld32u(xp + t);
+                d[0] = __sxtab16(off2, v);
+                d[1] = kws_sxtab16_ror8(off2, v);
+                d += 2;
+            }
+            j += kw * ic;
+            continue;
+        }
+        for (int kx = 0; kx < kw; kx++) {
+            const int ix = x0 + kx * dw;
+            const int ok = iy >= 0 && iy < ih && ix >= 0 && ix < iw;
+            const int8_t *xp = in + ((b * ih + iy) * iw + ix) * ic;
+            for (int c = 0; c < ic; c++, j++)
+                col[KWS_PERM(j)] = (int16_t)(ok ? xp[c] + in_off : 0);
+        }
+    }
+    for (; j & 3; j++)
+        col[KWS_PERM(j)] = 0;
+}
+
+/* The two int16 weight pairs of one channel for one group of 4 taps: widened from one int8
+ * word (SXTB16, plus the weight offset) or, with `wide` weights, loaded ready (one LDRD). */
+KWS_HELPER void kws_wpairs(const kws_u32a **wp, int wide, int32_t w_off, uint32_t woff2, uint32_t *w02,
+                           uint32_t *w13)
+{
+    if (wide) {
+        kws_ld2_inc(wp, w02, w13);
+        return;
+    }
+    const uint32_t v = *(*wp)++;
+    *w02 = w_off ? __sxtab16(woff2, v) : __sxtb16(v);
+    *w13 = w_off ? kws_sxtab16_ror8(woff2, v) : kws_sxtb16_ror8(v);
+}
+
+/* Output channels of one or two activation rows (xa, xb) against all weight rows: blocks of
+ * 2 pixels x 2 channels, 4 taps per step: 8 SMLAD on 2 LDRD of activations and either 2 LDR +
+ * 4 SXTB16 (int8 weights) or 2 LDRD (`wide`: int16 weights, twice the flash). The block fits
+ * the 13 free registers; 2 x 4 (8 accumulators) spills. With `wide`, the weight offset is
+ * already added to the weights. */
+KWS_HELPER void kws_gemm(const int16_t *xa, const int16_t *xb, int two, const void *w, int wide, const int32_t *bias,
+                         const int32_t *q, int k4, int oc, int32_t w_off, int32_t out_off, int32_t lo, int32_t hi,
+                         int mode, int8_t *ya, int8_t *yb)
+{
+    const uint32_t woff2 = (uint16_t)w_off * 0x00010001u;
+    const kws_u32a *wp = (const kws_u32a *)w;
+    for (int o = 0; o < oc; o += 2) {
+        int32_t a0 = bias ? bias[o] : 0, a1 = bias ? bias[o + 1] : 0, b0 = a0, b1 = a1;
+        const kws_u32a *pa = (const kws_u32a *)xa, *pb = (const kws_u32a *)xb;
+        for (int g = 0; g < k4 / 4; g++) {
+            uint32_t xa02, xa13, xb02 = 0, xb13 = 0, w02, w13;
+            kws_ld2_inc(&pa, &xa02, &xa13);
+            if (two)
+                kws_ld2_inc(&pb, &xb02, &xb13);
+            kws_wpairs(&wp, wide, w_off, woff2, &w02, &w13);
+            a0 = __smlad(xa02, w02, a0);
+            a0 = __smlad(xa13, w13, a0);
+            if (two) {
+                b0 = __smlad(xb02, w02, b0);
+                b0 = __smlad(xb13, w13, b0);
+            }
+            kws_wpairs(&wp, wide, w_off, woff2, &w02, &w13);
+            a1 = __smlad(xa02, w02, a1);
+            a1 = __smlad(xa13, w13, a1);
+            if (two) {
+                b1 = __smlad(xb02, w02, b1);
+                b1 = __smlad(xb13, w13, b1);
+            }
+        }
+        const int32_t *q0 = q + 3 * o, *q1 = q0 + 3;
+        ya[o] = kws_sat8(kws_rq(a0, q0, out_off, mode), lo, hi);
+        if (o + 1 < oc)
+            ya[o + 1] = kws_sat8(kws_rq(a1, q1, out_off, mode), lo, hi);
+        if (two && yb) {
+            yb[o] = kws_sat8(kws_rq(b0, q0, out_off, mode), lo, hi);
+            if (o + 1 < oc)
+                yb[o + 1] = kws_sat8(kws_rq(b1, q1, out_off, mode), lo, hi);
+        }
+    }
+}
+
+/* CONV_2D as im2col + GEMM, two output pixels at a time: both pixels' inputs are in `col`
+ * (scratch, 2*k4 int16) before either is written. Reverse order pairs pixels from the end. */
+KWS_KERNEL void kws_conv_dsp(const int8_t *in, int8_t *out, const void *w, int wide, const int32_t *bias,
+                             const int32_t *q, int16_t *col, int n, int ih, int iw, int ic,
+                             int oh, int ow, int oc, int kh, int kw, int sh, int sw, int dh, int dw, int pt, int pl,
+                             int32_t in_off, int32_t out_off, int32_t lo, int32_t hi, int rev, int mode)
+{
+    const int k4 = (kh * kw * ic + 3) & ~3, npix = n * oh * ow;
+    for (int i = 0; i < npix; i += 2) {
+        const int two = npix - i >= 2;
+        const int p0 = rev ? npix - i - 1 - two : i;
+        kws_im2col(in, col, p0, ih, iw, ic, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, in_off);
+        if (two)
+            kws_im2col(in, col + k4, p0 + 1, ih, iw, ic, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, in_off);
+        kws_gemm(col, two ? col + k4 : col, 1, w, wide, bias, q, k4, oc, 0, out_off, lo, hi, mode, out + p0 * oc,
+                 two ? out + (p0 + 1) * oc : 0);
+    }
+}
+
+/* FULLY_CONNECTED: rows widened into `col` (one or two at a time), then the same GEMM. */
+KWS_KERNEL void kws_fc_dsp(const int8_t *in, int8_t *out, const void *w, int wide, const int32_t *bias,
+                           const int32_t *q, int16_t *col, int rows, int depth, int oc, int32_t in_off,
+                           int32_t w_off, int32_t out_off, int32_t lo, int32_t hi, int rev, int mode)
+{
+    const int k4 = (depth + 3) & ~3;
+    if (wide)
+        w_off = 0; /* folded into the int16 weights */
+    if (rows == 1) {
+        kws_widen(in, col, depth, in_off);
+        kws_gemm(col, col, 0, w, wide, bias, q, k4, oc, w_off, out_off, lo, hi, mode, out, 0);
+        return;
+    }
+    for (int i = 0; i < rows; i += 2) {
+        const int two = rows - i >= 2;
+        const int r0 = rev ? rows - i - 1 - two : i;
+        kws_widen(in + r0 * depth, col, depth, in_off);
+        if (two)
+            kws_widen(in + (r0 + 1) * depth, col + k4, depth, in_off);
+        kws_gemm(col, two ? col + k4 : col, 1, w, wide, bias, q, k4, oc, w_off, out_off, lo, hi, mode,
+                 out + r0 * oc, two ? out + (r0 + 1) * oc : 0);
+    }
+}
+
+/* Padded input row r (input row r - pt) into window row k: `pl` zero-point pixels, the row,
+ * zero-point pixels up to the padded width `pw`; rows outside the input are all zero point, so
+ * their taps add exactly 0 once the input offset is applied. */
+KWS_HELPER void kws_win_load(const int8_t *in, int8_t *win, int k, int b, int r, int ih, int iw, int ic, int pt,
+                             int pl, int pw, uint32_t zp4)
+{
+    kws_u32a *d = (kws_u32a *)(win + k * pw * ic);
+    const int ir = r - pt;
+    if (ir < 0 || ir >= ih) {
+        for (int j = 0; j < pw * ic / 4; j++)
+            d[j] = zp4;
+        return;
+    }
+    const kws_u32a *s = (const kws_u32a *)(in + (b * ih + ir) * iw * ic);
+    for (int j = 0; j < pl * ic / 4; j++)
+        *d++ = zp4;
+    for (int j = 0; j < iw * ic / 4; j++)
+        *d++ = s[j];
+    for (int j = 0; j < (pw - pl - iw) * ic / 4; j++)
+        *d++ = zp4;
+}
+
+/* Window rows [top, top + nrows) in order in `win`, keeping rows already held (moved up or down
+ * by whole rows) and loading the others; returns the new first held row. */
+KWS_HELPER int kws_win_slide(const int8_t *in, int8_t *win, int held, int top, int nrows, int b, int ih, int iw,
+                             int ic, int pt, int pl, int pw, uint32_t zp4)
+{
+    const int words = pw * ic / 4;
+    kws_u32a *w = (kws_u32a *)win;
+    const int d = top - held; /* rows moved by */
+    if (d >= 0 && d < nrows) {      /* forward: keep rows d.., shift them to the front */
+        for (int j = 0; j < (nrows - d) * words; j++)
+            w[j] = w[j + d * words];
+        for (int k = nrows - d; k < nrows; k++)
+            kws_win_load(in, win, k, b, top + k, ih, iw, ic, pt, pl, pw, zp4);
+    } else if (d < 0 && -d < nrows) { /* reverse: keep rows ..nrows+d, shift them to the back */
+        for (int j = (nrows + d) * words - 1; j >= 0; j--)
+            w[j - d * words] = w[j];
+        for (int k = -d - 1; k >= 0; k--)
+            kws_win_load(in, win, k, b, top + k, ih, iw, ic, pt, pl, pw, zp4);
+    } else if (d != 0 || held < -nrows) { /* nothing to keep (or the first row): load all */
+        if (top < held)
+            for (int k = nrows - 1; k >= 0; k--)
+                kws_win_load(in, win, k, b, top + k, ih, iw, ic, pt, pl, pw, zp4);
+        else
+            for (int k = 0; k < nrows; k++)
+                kws_win_load(in, win, k, b, top + k, ih, iw, ic, pt, pl, pw, zp4);
+    }
+    return top;
+}
+
+/* DEPTHWISE_CONV_2D, depth multiplier 1, ic % 4 == 0. The (kh-1)*dh+1 input rows under the
+ * current output row are held in `win` (scratch) padded to `pw` pixels with the input zero point,
+ * so every output pixel reads its window the same way (one pointer, literal offsets) and padding
+ * contributes exactly 0. Each input row is copied in once, when the first output row needing it
+ * starts, and the output row is written after that: the output may overlap input rows already
+ * copied. Four channels per step; vertically adjacent taps (ky, ky+1) share one SMLAD, an odd
+ * last row uses SMLABB/SMLATT. In reverse order rows come in from the bottom up. */
+KWS_KERNEL void kws_dwconv_dsp(const int8_t *in, int8_t *out, const int16_t *w, const int32_t *bias,
+                               const int32_t *q, int8_t *win, int n, int ih, int iw, int ic, int oh, int ow, int kh,
+                               int kw, int sh, int sw, int dh, int dw, int pt, int pl, int pw, int32_t in_off,
+                               int32_t out_off, int32_t lo, int32_t hi, int rev, int mode)
+{
+    const uint32_t off2 = (uint16_t)in_off * 0x00010001u;
+    const uint32_t zp4 = (uint8_t)(-in_off) * 0x01010101u;
+    const int nrows = (kh - 1) * dh + 1;
+    for (int bi = 0; bi < n; bi++) {
+        const int b = KWS_IDX(bi, n, rev);
+        int held = -(1 << 30); /* first padded row held in win; none yet */
+        for (int yi = 0; yi < oh; yi++) {
+            const int oy = KWS_IDX(yi, oh, rev);
+            held = kws_win_slide(in, win, held, oy * sh, nrows, b, ih, iw, ic, pt, pl, pw, zp4);
+            int8_t *y = out + (b * oh + oy) * ow * ic;
+            for (int xi = 0; xi < ow; xi++) {
+                const int ox = KWS_IDX(xi, ow, rev);
+                const int8_t *px = win + ox * sw * ic;
+                const kws_u32a *wp = (const kws_u32a *)w;
+                int8_t *yc = y + ox * ic;
+                for (int c = 0; c < ic; c += 4, px += 4, yc += 4) {
+                    int32_t a0 = bias ? bias[c] : 0, a1 = bias ? bias[c + 1] : 0;
+                    int32_t a2 = bias ? bias[c + 2] : 0, a3 = bias ? bias[c + 3] : 0;
+                    KWS_UNROLL
+                    for (int kx = 0; kx < kw; kx++) {
+                        int ky = 0;
+                        for (; ky + 1 < kh; ky += 2) {
+                            const uint32_t u = kws_ld32(px + (ky * dh * pw + kx * dw) * ic);
+                            const uint32_t v = kws_ld32(px + ((ky + 1) * dh * pw + kx * dw) * ic);
+                            /* l = [u0 u1 v0 v1], h = [u2 u3 v2 v3] (bytes) */
+                            const uint32_t l = kws_pkhbt(u, v), h = kws_pkhtb(u, v);
+                            a0 = __smlad(__sxtab16(off2, l), wp[0], a0);
+                            a1 = __smlad(kws_sxtab16_ror8(off2, l), wp[1], a1);
+                            a2 = __smlad(__sxtab16(off2, h), wp[2], a2);
+                            a3 = __smlad(kws_sxtab16_ror8(off2, h), wp[3], a3);
+                            wp += 4;
+                        }
+                        if (kh & 1) {
+                            const uint32_t u = kws_ld32(px + (ky * dh * pw + kx * dw) * ic);
+                            const uint32_t q02 = __sxtab16(off2, u), q13 = kws_sxtab16_ror8(off2, u);
+                            a0 = __smlabb(q02, wp[0], a0);
+                            a2 = __smlatt(q02, wp[0], a2);
+                            a1 = __smlabb(q13, wp[1], a1);
+                            a3 = __smlatt(q13, wp[1], a3);
+                            wp += 2;
+                        }
+                    }
+                    const int32_t *qc = q + 3 * c;
+                    yc[0] = kws_sat8(kws_rq(a0, qc, out_off, mode), lo, hi);
+                    yc[1] = kws_sat8(kws_rq(a1, qc + 3, out_off, mode), lo, hi);
+                    yc[2] = kws_sat8(kws_rq(a2, qc + 6, out_off, mode), lo, hi);
+                    yc[3] = kws_sat8(kws_rq(a3, qc + 9, out_off, mode), lo, hi);
+                }
+            }
+        }
+    }
+}
+
+#endif
