@@ -6,10 +6,12 @@ BIN := $(VENV)/bin
 setup:
 	@scripts/bootstrap.sh
 
-## The main job on the built-in default corpus.
+## The main job: a small real search on the built-in default corpus and the emulated Cortex-M4,
+## ending with the Pareto table and plots (runs/quick/plots). Re-running resumes / reuses the study.
 demo: setup
 	$(BIN)/nas data prepare
-	$(BIN)/nas data info default
+	$(BIN)/nas search experiments/search/quick.toml
+	$(BIN)/nas plot --study quick
 
 ## The test suite (what CI runs).
 test: setup

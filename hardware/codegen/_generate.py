@@ -40,7 +40,7 @@ class GeneratedModel:
     dequantize outputs with ``output_scale``/``output_zero_point`` on the host.
     """
 
-    files: MappingProxyType
+    files: dict[str, str]
     prefix: str
     variant: str
     arena_bytes: int
@@ -178,7 +178,7 @@ def build_model(graph: Int8Graph, variant: str, prefix: str, place, wide_weights
         files[name] = _kernel_text(name)
     scratch = max((low.scratch_bytes for low in lowered), default=0)
     return GeneratedModel(
-        MappingProxyType(files), P, variant, plan.arena_bytes, x.nbytes, y.nbytes, tuple(ops), digest,
+        files, P, variant, plan.arena_bytes, x.nbytes, y.nbytes, tuple(ops), digest,
         x.shape, y.shape, float(x.quantization.scale[0]), int(x.quantization.zero_point[0]),
         float(y.quantization.scale[0]), int(y.quantization.zero_point[0]), core.float_input or core.float_output,
         offsets[g.inputs[0]], offsets[g.outputs[0]], tuple(g.ops[k].outputs[0] for k in order),

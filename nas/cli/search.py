@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budget", action="append", default=[], metavar="KEY=VALUE",
                    help="hard budget, e.g. flash_bytes=262144, ram_bytes=65536, latency_ms=50 (repeatable)")
     p.add_argument("--sampler", choices=("tpe", "nsga2", "nsga3", "gp", "random"))
-    p.add_argument("--trials", type=int, help="completed trials to reach")
+    p.add_argument("--trials", type=int, help="trained candidates to reach (over-budget ones are measured, not "
+                   "trained, and do not count; the search stops at 10x this many in any case)")
     p.add_argument("--time-limit", type=float, dest="time_limit_s", metavar="S")
     p.add_argument("--workers", type=int, help="local worker processes (default 1)")
     p.add_argument("--seed", type=int)
@@ -87,6 +88,12 @@ def quiet_optuna(verbose: bool = False) -> None:
     if not verbose:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         warnings.filterwarnings("ignore", message=r".*is experimental.*")
+    if not verbose:  # per-trial training/export lines would scroll the progress bar away
+        for name in ("nas.train", "nas.export", "nas.data"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    # JAX warns at every subprocess (gcc, QEMU) that fork and threads do not mix; subprocess execs at once
+    # in the child, so the warned-of deadlock cannot happen there
+    warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
 
 
 def _budgets(items: list[str]) -> dict[str, float] | None:
@@ -265,7 +272,7 @@ class _Progress:
     def __enter__(self) -> _Progress:
         from tqdm import tqdm
 
-        self.bar = tqdm(total=self.cfg.trials, unit="trial", desc=f"search {self.cfg.name}", disable=None)
+        self.bar = tqdm(total=self.cfg.trials, unit="trained", desc=f"search {self.cfg.name}", disable=None)
         self.update()
         return self
 
@@ -273,8 +280,8 @@ class _Progress:
         from nas.study.pareto import study_summary
 
         s = study_summary(self.study, self.cfg)
-        self.bar.n = s["complete"]
-        self.bar.set_postfix(feasible=s["feasible"], pareto=s["pareto_size"], hv=f"{s['hypervolume']:.3f}",
+        self.bar.n = s["trained"]  # the target counts trained candidates
+        self.bar.set_postfix(tried=s["complete"], pareto=s["pareto_size"], hv=f"{s['hypervolume']:.3f}",
                              failed=s["failed"])
 
     def __exit__(self, *exc) -> None:

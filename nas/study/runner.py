@@ -120,8 +120,35 @@ def recover_abandoned(study: optuna.Study) -> int:
     return n
 
 
+MAX_TOTAL_FACTOR = 10  # give up after 10x the target in completed trials: the budgets are (nearly) unreachable
+
+
 def completed(study: optuna.Study) -> int:
     return sum(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
+
+
+def trained(study: optuna.Study) -> int:
+    return sum(t.state == TrialState.COMPLETE and bool(t.user_attrs.get("trained"))
+               for t in study.get_trials(deepcopy=False))
+
+
+def target_reached(study: optuna.Study, cfg: SearchConfig) -> bool:
+    """``cfg.trials`` counts *trained* candidates (over-budget ones cost a measurement, not a training run);
+    a study stops anyway after `MAX_TOTAL_FACTOR` x that many completed trials."""
+    if cfg.trials is None:
+        return False
+    return trained(study) >= cfg.trials or completed(study) >= MAX_TOTAL_FACTOR * cfg.trials
+
+
+class StopAtTarget:
+    """Optuna callback: stop this worker once `target_reached` (other workers see it at their next trial)."""
+
+    def __init__(self, cfg: SearchConfig) -> None:
+        self.cfg = cfg
+
+    def __call__(self, study: optuna.Study, trial) -> None:
+        if target_reached(study, self.cfg):
+            study.stop()
 
 
 def make_objective(cfg: SearchConfig, ctx) -> Any:
@@ -171,10 +198,8 @@ def run_worker(cfg: SearchConfig, study: optuna.Study, n_trials: int | None = No
     data = prepare_train_data(cfg.data, cfg.protocol, seed=cfg.seed, rule=cfg.split_rule,
                               noise_dir=None if cfg.noise is None else Path(cfg.noise))
     ctx = SearchContext(cfg, data, evaluator)
-    cbs = list(callbacks or [])
-    if cfg.trials is not None:
-        cbs.append(optuna.study.MaxTrialsCallback(cfg.trials, states=(TrialState.COMPLETE,)))
-    if cfg.trials is not None and completed(study) >= cfg.trials:
+    cbs = [*(callbacks or []), StopAtTarget(cfg)]
+    if target_reached(study, cfg):
         return
     study.optimize(make_objective(cfg, ctx), n_trials=n_trials, timeout=cfg.time_limit_s, callbacks=cbs,
                    catch=(Exception,), gc_after_trial=True)
