@@ -127,3 +127,29 @@ def test_tiny_search_end_to_end(tmp_path: Path, tiny_corpus: Path, monkeypatch: 
     study2 = optuna.load_study(study_name="tiny2", storage="sqlite:///runs/tiny2/study.db")
     assert all(not t.user_attrs["trained"] and t.user_attrs["ram_bytes"] > 1 and t.constraints["ram_bytes"] > 0
                for t in study2.trials)
+
+
+def test_tiny_search_on_the_emulated_board_and_export(tmp_path: Path, tiny_corpus: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real thing, small: two trained candidates measured on the emulated M4, then the winner exported
+    and re-measured identically (same weights), with its firmware project."""
+    from hardware.emulator import have_qemu
+    from hardware.firmware import have_toolchain
+    from nas.cli import main as nas_main
+
+    if not (have_qemu() and have_toolchain()):
+        pytest.skip("qemu-system-arm or arm-none-eabi-gcc missing (scripts/bootstrap.sh installs them)")
+    monkeypatch.chdir(tmp_path)
+    assert nas_main(["search", "--name", "emu", "--data", str(tiny_corpus), "--trials", "2", "--space", "dnn",
+                     "--epochs", "1", "--objectives", "error,flash_bytes,ram_bytes,latency"]) == 0
+    study = optuna.load_study(study_name="emu", storage="sqlite:///runs/emu/study.db")
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE and t.user_attrs["trained"]]
+    assert len(done) == 2
+    for t in done:
+        a = t.user_attrs
+        assert a["hw_evaluator"] == "emulator" and a["counter"] == "instructions" and a["output_match"] is True
+        assert a["latency_kind"] == "estimated" and a["flash_bytes"] > a["int8_tflite_bytes"] // 2
+    assert nas_main(["export", "--study", "emu", "--trial", str(done[0].number), "--out", "win"]) == 0
+    report = json.loads(Path("win/report.json").read_text())
+    assert not report["hardware_differences_after_retraining"] and report["measurement"]["output_match"]
+    assert Path("win/firmware/fw.elf").is_file() and Path("win/firmware/Makefile").is_file()

@@ -128,14 +128,38 @@ def export_trial(study, cfg: SearchConfig, trial: FrozenTrial, out_dir: Path | s
     if differences and not retrain_epochs:
         raise ExportError(f"re-measured figures differ from trial {trial.number}'s: {differences}")
     (out / "measurement.json").write_text(json.dumps(m.to_dict(), indent=2, default=str) + "\n")
+    firmware = write_firmware_project((out / "model_int8.tflite").read_bytes(), cfg.board, out / "firmware",
+                                      m.variant or None)
     report = {
         "study": cfg.name, "trial": trial.number, "spec_name": spec.name, "spec_digest": spec.digest(),
         "board": cfg.board, "retrain_epochs": retrain_epochs, "search_figures": attrs, "quantize": q.to_dict(),
-        "measurement": fig, "hardware_differences_after_retraining": differences, "time_s": time.perf_counter() - t0,
+        "measurement": fig, "hardware_differences_after_retraining": differences, "firmware": firmware,
+        "time_s": time.perf_counter() - t0,
     }
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     (out / "REPORT.md").write_text(render_report(report, m) + "\n")
     return report
+
+
+def write_firmware_project(model_bytes: bytes, board: str, out_dir: Path, variant: str | None) -> str:
+    """The board's buildable C project (+ ELF when the toolchain is here); returns what was written."""
+    from hardware import read_tflite
+    from hardware.boards import get_board
+    from hardware.codegen import generate
+    from hardware.firmware.build import BuildError, ToolchainMissing, build_firmware
+    from hardware.firmware.project import write_project
+
+    b = get_board(board)
+    gm = generate(read_tflite(model_bytes), variant=variant or ("dsp" if b.dsp else "plain"), prefix="kws")
+    image = None
+    try:
+        image = build_firmware(gm, b, out_dir)
+    except ToolchainMissing:
+        pass
+    except BuildError as e:  # the model was measured on this board, so this is unexpected: say it, keep going
+        return f"project written, ELF not built: {e}"
+    write_project(gm, b, out_dir, image=image, model_bytes=model_bytes, model_name="model_int8.tflite")
+    return f"{out_dir}: C project" + (" + fw.elf" if image else " (no toolchain here: build with make)")
 
 
 def render_report(r: dict[str, Any], m) -> str:
@@ -171,7 +195,8 @@ def render_report(r: dict[str, Any], m) -> str:
         f"Retrained for {r['retrain_epochs']} epochs before export." if r["retrain_epochs"] else
         "Exported with the search trial's own weights (no retraining).",
         "",
-        "Files: `model_int8.tflite`, `model_float32.tflite`, `model_data.c/.h`, `spec.json`, `checkpoint/`, "
-        "`quantize.json`, `measurement.json`, `report.json`.",
+        "Files: `model_int8.tflite`, `model_float32.tflite`, `model_data.c/.h` (for TFLM on your board), "
+        "`firmware/` (the generated C and the measurement firmware for this board: `make -C firmware`, see its "
+        "README.txt), `spec.json`, `checkpoint/`, `quantize.json`, `measurement.json`, `report.json`.",
     ]
     return "\n".join(lines)
