@@ -11,7 +11,7 @@ setup:
 demo: setup
 	$(BIN)/nas data prepare
 	$(BIN)/nas search experiments/search/quick.toml
-	$(BIN)/nas plot --study quick
+	$(BIN)/nas plot --study quick --presets ds-cnn-s
 
 ## The test suite (what CI runs).
 test: setup

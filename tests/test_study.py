@@ -114,6 +114,16 @@ def test_tiny_search_end_to_end(tmp_path: Path, tiny_corpus: Path, monkeypatch: 
         t.user_attrs)
     assert Path(t.user_attrs["tflite"]).is_file() and t.values[0] == pytest.approx(1 - t.user_attrs["int8_val_accuracy"])
     assert nas_main(["pareto", "--study", "tiny"]) == 0
+    # plots, with a preset trained and measured like the trials as a labelled reference point
+    assert nas_main(["plot", "--study", "tiny", "--presets", "dnn-s"]) == 0
+    pngs = sorted(p.name for p in Path("runs/tiny/plots").glob("*.png"))
+    assert pngs == ["hypervolume.png", "pareto_error_vs_flash_bytes.png", "pareto_error_vs_macs.png",
+                    "pareto_flash_bytes_vs_macs.png"]
+    assert len(list(Path("runs/tiny/plots").glob("*.html"))) == 3
+    ref = json.loads(Path("runs/tiny/references/dnn-s/figures.json").read_text())
+    assert ref["trained"] and ref["hw_evaluator"] == "analytic"
+    front_json = json.loads(Path("runs/tiny/plots/front.json").read_text())
+    assert front_json["references"][0]["label"] == "dnn-s"
     # export the best trial: same weights, so the re-measured figures must equal the study's
     assert nas_main(["export", "--study", "tiny", "--pick", "max accuracy where flash_kb<=100000", "--out",
                      "winner"]) == 0

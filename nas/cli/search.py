@@ -58,6 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     pl.add_argument("--out", type=Path, help="output folder (default runs/NAME/plots)")
     pl.add_argument("--reference", action="append", default=[], metavar="MODEL.tflite",
                     help="draw a .tflite (evaluated on the study's data, measured on its board) as a labelled point")
+    pl.add_argument("--presets", help="comma list of presets to train and measure like the trials and draw "
+                    "(e.g. ds-cnn-s,micronet-kws-s; cached under runs/NAME/references)")
     pl.set_defaults(handler=_plot)
 
     e = sub.add_parser("export", help="export a search winner: .tflite, C, checkpoint, re-measured, REPORT.md")
@@ -192,6 +194,10 @@ def _plot(args: argparse.Namespace) -> int:
 
     study, cfg = _open(args)
     refs = [reference_point(Path(p), cfg) for p in args.reference]
+    if args.presets:
+        from nas.study.references import preset_references
+
+        refs += preset_references(cfg, [n.strip() for n in args.presets.split(",") if n.strip()])
     files = write_plots(plot_data(study, cfg, refs), args.out or cfg.run_dir / "plots")
     for f in files:
         print(f)
