@@ -74,6 +74,38 @@ def test_ds_cnn_s_bit_exact(dscnn, variant, cache):
         assert gm.wide_weights == (variant == "wide")
 
 
+def test_ds_cnn_s_shares_kernels_and_keeps_weights_int8(dscnn):
+    """One C function per distinct kernel call: DS-CNN-S's 4 depthwise and 4 pointwise layers
+    share 2; the DSP variant keeps every weight int8 in flash unless wide weights are asked for."""
+    for variant in VARIANTS:
+        src = generate(dscnn, variant).files["kws_model.c"]
+        assert len(re.findall(r"static void kws_k\d+\(", src)) == 6  # stem, dw, pw, pool, fc, softmax
+    dsp, wide = (generate(dscnn, "dsp", wide_weights=w).files["kws_model.c"] for w in (False, True))
+    assert not re.search(r"const int16_t kws_op\d+_w\[", dsp)
+    assert len(re.findall(r"const int16_t kws_op\d+_w\[", wide)) == 10  # conv, depthwise and FC weights
+
+
+def test_large_depthwise_scratch_only_where_the_arena_allows(cache, monkeypatch):
+    """A depthwise window over MAX_SCRATCH_BYTES takes the DSP kernel (bit-exact) only where the
+    arena does not grow beyond the plan with the plain kernel for it."""
+    from hardware.codegen import _lower
+
+    rng = np.random.default_rng(3)
+    b = GraphBuilder(rng, (1, 13, 9, 128), input_scale=0.05, input_zero_point=3, jitter=0.2)
+    x = b.depthwise(b.input, (3, 3), (1, 1), Padding.SAME, per_channel=True, bias=True, dilation=(1, 1), spread=1.0)
+    g = b.finish([b.conv(b.conv(x, 512, (1, 1), spread=1.0), 8, (1, 1), spread=1.0)])  # the peak comes later
+    core = int8_core(g).graph
+    small = _lower.lower(core, core.ops[0], "dsp", 0)
+    big = _lower.lower(core, core.ops[0], "dsp", 0, dw_scratch=_lower.MAX_DW_SCRATCH_BYTES)
+    assert small.kernel == "dwconv" and big.kernel == "dwconv_dsp" and big.scratch_bytes > _lower.MAX_SCRATCH_BYTES
+    gm = _check_exact(g, "dsp", cache, seed=3)
+    with monkeypatch.context() as m:
+        m.setattr(_lower, "MAX_DW_SCRATCH_BYTES", _lower.MAX_SCRATCH_BYTES)
+        fallback = generate(g, "dsp")
+    assert fallback.kernels[0] == "dwconv" and gm.arena_bytes <= fallback.arena_bytes
+    assert gm.kernels[0] == "dwconv_dsp"  # here the window fits beside the in-place input/output
+
+
 def test_ds_cnn_s_arena_is_in_place(dscnn):
     """Peak RAM far below TFLM's: less than the largest layer's input + output, and < 0.6 x 24 KB."""
     core = int8_core(dscnn).graph

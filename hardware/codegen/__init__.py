@@ -8,14 +8,15 @@
 What the C holds: weights and requantization constants (``hardware.op_params``) as ``const``
 arrays in flash; one static activation arena laid out from tensor lifetimes, outputs overlapping
 their inputs where the kernel's visiting order allows (``_inplace``, ``_plan``); RESHAPE as an
-alias; one kernel call per op with every shape a literal, the kernels forced inline so each call
-is specialised. ``variant="plain"`` is portable C99; ``"dsp"`` adds SMLAD/SXTB16 kernels for
+alias; one kernel call per op with every shape a literal, the kernels forced inline into one C
+function per distinct call, so each is specialised and layers of the same shape share it. ``variant="plain"`` is portable C99; ``"dsp"`` adds SMLAD/SXTB16 kernels for
 Cortex-M4/M7/M33 (conv and fully connected as im2col + GEMM, depthwise with paired taps), which
-compile on any host through portable intrinsics; ``wide_weights=True`` stores the DSP GEMM weights
+compile on any host through portable intrinsics; ``wide_weights=True`` stores the DSP weights
 as int16 (fewer instructions, twice their flash). All are bit-exact with ``hardware.reference``.
 
-Measured on DS-CNN-S (emulated Cortex-M4, ``-O2``): arena 8.4 KB (plain) / 9.3 KB (dsp) against
-TFLM's 23.4 KB; 24.1 M instructions (plain), 4.7 M (dsp), 4.1 M (dsp, wide weights).
+Measured on DS-CNN-S (emulated Cortex-M4, ``-O2``, ``experiments/benchmarks/bench_hardware.py``):
+23.9 M instructions, 31.3 KB flash (plain); 4.22 M instructions = 1.59 per MAC, 35.8 KB flash
+(dsp, int8 weights); arena 8.4 KB (plain) / 10.7 KB (dsp) against TFLM's 23.4 KB.
 
 C API (prefix ``kws``): ``kws_input()``, ``kws_output()``, ``kws_run()``, ``kws_invoke(in, out)``,
 ``KWS_INPUT_BYTES``/``KWS_OUTPUT_BYTES``/``KWS_ARENA_BYTES``/``KWS_NUM_OPS``, ``kws_model_digest``,

@@ -14,7 +14,7 @@ from hardware.codegen import _lower, _plan
 from hardware.codegen._core import int8_core
 from hardware.graph import Int8Graph
 
-GENERATOR_VERSION = "1"  # bump when the generated C changes for the same graph (host build cache key)
+GENERATOR_VERSION = "2"  # bump when the generated C changes for the same graph (host build cache key)
 VARIANTS = ("plain", "dsp")
 KERNEL_FILES = {"plain": ("kws_fixedpoint.h", "kws_kernels.h"),
                 "dsp": ("kws_fixedpoint.h", "kws_kernels.h", "kws_acle.h", "kws_kernels_dsp.h")}
@@ -145,7 +145,7 @@ def _safe(text: str) -> str:
 def generate(graph: Int8Graph, variant: str = "plain", prefix: str = "kws", *, wide_weights: bool = False
              ) -> GeneratedModel:
     """C sources for ``graph`` (see :class:`GeneratedModel`). ``wide_weights`` (DSP variant only)
-    stores conv and fully-connected weights as int16, ready for SMLAD: about 25% fewer
+    stores conv, depthwise and fully-connected weights as int16, ready for SMLAD: fewer
     instructions in those layers for twice their weight flash. Raises ValueError for a bad
     variant or prefix and :class:`~hardware.graph.GraphError` for a graph the generator cannot run."""
     return build_model(graph, variant, prefix, _plan.place, wide_weights)
@@ -162,6 +162,13 @@ def build_model(graph: Int8Graph, variant: str, prefix: str, place, wide_weights
     order = g.topological_order()
     lowered = [_lower.lower(g, g.ops[k], variant, core.op_index[k], wide_weights) for k in order]
     plan, buf_of = plan_arena(g, order, lowered, place)
+    if variant == "dsp":  # a larger depthwise scratch where it costs no arena bytes
+        big = [_lower.lower(g, g.ops[k], variant, core.op_index[k], wide_weights, _lower.MAX_DW_SCRATCH_BYTES)
+               for k in order]
+        if [(b.call, b.scratch_bytes) for b in big] != [(low.call, low.scratch_bytes) for low in lowered]:
+            plan_big, buf_big = plan_arena(g, order, big, place)
+            if plan_big.arena_bytes <= plan.arena_bytes:
+                lowered, plan, buf_of = big, plan_big, buf_big
     offsets = {t: plan.offsets[b] for t, b in buf_of.items()}
     x, y = g.tensors[g.inputs[0]], g.tensors[g.outputs[0]]
     ops = []
@@ -265,21 +272,33 @@ def _source(P, M, digest, variant, g, order, lowered, plan, offsets, ops) -> str
     out.append(f"int8_t *{P}_input(void) {{ return {P}_arena + {offsets[x]}; }}\n")
     out.append(f"const int8_t *{P}_output(void) {{ return {P}_arena + {offsets[y]}; }}\n\n")
     run = [f"void {P}_run(void)\n{{\n"]
+    # One function per distinct kernel call (shape, constants, order): ops that differ only in their
+    # buffers and constant arrays share it, which keeps flash down (DS-CNN-S: 4 depthwise and 4
+    # pointwise layers, 2 functions) while each is still specialised to its literal shape.
+    shared: dict[str, str] = {}
     for pos, (k, low) in enumerate(zip(order, lowered, strict=True)):
         op = g.ops[k]
         desc = ", ".join(f"t{t} {_safe(g.tensors[t].name)} @{offsets[t]}" for t in low.inputs)
         comment = f"/* {ops[pos].name}: {desc} -> t{low.output} @{offsets[low.output]} */\n"
         if low.call is not None:
-            fields = dict(names[pos])
-            fields.update({f"in{j}": f"{P}_arena + {offsets[t]}" for j, t in enumerate(low.inputs)})
-            fields["out"] = f"{P}_arena + {offsets[low.output]}"
+            params = {a.suffix: f"c_{a.suffix}" for a in low.arrays}
+            params.update({f"in{j}": f"x{j}" for j in range(len(low.inputs))})
+            params.update(out="y", scratch="sc", rev="1" if plan.direction(pos) == "rev" else "0")
+            text = low.call.format(**params)
+            fn = shared.get(text)
+            if fn is None:
+                fn = shared[text] = f"{P}_k{len(shared)}"
+                decl = [f"const int8_t *x{j}" for j in range(len(low.inputs))] + ["int8_t *y", "int8_t *sc"]
+                decl += [f"const void *c_{a.suffix}" for a in low.arrays]
+                unused = "".join(f"(void){d.split('*')[-1]}; " for d in decl)  # not every kernel reads all
+                out.append(f"__attribute__((noinline, noclone)) static void {fn}({', '.join(decl)})\n{{\n"
+                           f"    {unused}\n    {text}\n}}\n\n")
             s_off = plan.scratch_offset(pos)
-            fields["scratch"] = f"{P}_arena + {s_off}" if s_off is not None else "0"
-            fields["rev"] = "1" if plan.direction(pos) == "rev" else "0"
-            # One function per op: each kernel is specialised and register-allocated on its own.
-            out.append(f"{comment}__attribute__((noinline)) static void {P}_op{pos}(void)\n{{\n"
-                       f"    {low.call.format(**fields)}\n}}\n\n")
-            body = f"{P}_op{pos}();"
+            args = [f"{P}_arena + {offsets[t]}" for t in low.inputs] + [f"{P}_arena + {offsets[low.output]}",
+                                                                       f"{P}_arena + {s_off}" if s_off is not None
+                                                                       else "0"]
+            args += [names[pos][a.suffix] for a in low.arrays]
+            body = f"{comment}    {fn}({', '.join(args)});"
         else:
             body = f"/* {op.kind.value}: the output shares the input's bytes */"
         run.append(f"    {M}_OP_BEGIN({pos});\n    {body}\n    {M}_OP_END({pos});\n")

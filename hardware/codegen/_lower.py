@@ -20,6 +20,8 @@ from hardware.graph import GraphError, Int8Graph, Op, OpKind
 MAX_SCRATCH_BYTES = 4096  # larger im2col/row buffers fall back to the plain kernel (RAM over speed)
 MIN_GEMM_CHANNELS = 4     # below this, im2col costs more than the GEMM saves (measured: 1-channel conv
                           # 2.7x slower than the plain kernel on the emulated M4)
+MAX_DW_SCRATCH_BYTES = 8192  # depthwise scratch allowed where it does not grow the arena (the generator
+                             # plans both; the plain depthwise kernel is ~5x slower)
 MAX_DW_KH = 16            # KWS_MAX_KH in kws_kernels_dsp.h
 
 
@@ -89,20 +91,21 @@ def _plain_arrays(bias, p) -> list[CArray]:
 
 
 def _dsp_arrays(bias, p, mode: int, pad_even: bool) -> list[CArray]:
-    """Requantization triples {m, rnd, right} (mode 1/2) or {m, 0, shift} (mode 0), and the bias."""
+    """Requantization pairs {m, rnd} with int8 right shifts (mode 1/2) or {m, 0} with int8 shifts
+    (mode 0), and the bias."""
     oc = len(p.multiplier)
     n = oc + (oc & 1) if pad_even else oc
-    q = np.zeros((n, 3), np.int64)
-    q[:, 2] = 1 if mode else -1  # padding channels: computed, never written
+    q = np.zeros((n, 2), np.int64)
+    sh = np.full(n, 1 if mode else -1, np.int64)  # padding channels: computed, never written
     m, shift = np.asarray(p.multiplier, np.int64), np.asarray(p.shift, np.int64)
     q[:oc, 0] = m
     if mode:
         right = -shift
         q[:oc, 1] = (1 << (right - 1)) + (p.output_offset << right)
-        q[:oc, 2] = right
+        sh[:oc] = right
     else:
-        q[:oc, 2] = shift
-    arrays = [CArray("q", "int32_t", q)]
+        sh[:oc] = shift
+    arrays = [CArray("q", "int32_t", q), CArray("r", "int8_t", sh)]
     if bias is not None:
         b = np.zeros(n, np.int64)
         b[:oc] = bias
@@ -123,8 +126,9 @@ def gemm_weights(wmat: np.ndarray, wide: bool = False, w_off: int = 0) -> CArray
     return CArray("w", "int8_t", a.ravel())
 
 
-def dw_weights(w: np.ndarray) -> np.ndarray:
-    """[kh, kw, C] int8 (C % 4 == 0) -> the DSP depthwise layout (int16; see kws_kernels_dsp.h)."""
+def dw_weights(w: np.ndarray, wide: bool = True, scale: int = 1) -> CArray:
+    """[kh, kw, C] int8 (C % 4 == 0) -> the DSP depthwise layout (see kws_kernels_dsp.h): ``wide``
+    int16 pairs ready for SMLAD, else int8 words that SXTB16 (and SXTB16 ror 8) widen to them."""
     kh, kw, c = w.shape
     out = []
     for g in range(0, c, 4):
@@ -135,15 +139,23 @@ def dw_weights(w: np.ndarray) -> np.ndarray:
             if kh % 2:
                 r = w[kh - 1, kx, g:g + 4]
                 out += [r[0], r[2], r[1], r[3]]
-    return np.asarray(out, np.int16)
+    v = np.asarray(out, np.int64)
+    if wide:
+        return CArray("w", "int16_t", v * scale)
+    # int16 words (a, b), (c, d) <- int8 word [a c b d]: SXTB16 takes bytes 0, 2; ror 8 bytes 1, 3
+    return CArray("w", "int8_t", v.reshape(-1, 4)[:, [0, 2, 1, 3]].ravel())
 
 
-def lower(graph: Int8Graph, op: Op, variant: str, label: int, wide: bool = False) -> Lowered:
+def lower(graph: Int8Graph, op: Op, variant: str, label: int, wide: bool = False,
+          dw_scratch: int = MAX_SCRATCH_BYTES) -> Lowered:
     """Lower ``op`` of ``graph``; ``label`` is the op's index in the caller's graph (for messages);
-    ``wide``: int16 GEMM weights in the DSP variant."""
+    ``wide``: int16 weights in the DSP variant; ``dw_scratch``: the DSP depthwise kernel's scratch
+    limit."""
     fn = _LOWER.get(op.kind)
     if fn is None:
         raise GraphError(f"op {label} ({op.kind.value}): not supported by the C code generator")
+    if op.kind == OpKind.DEPTHWISE_CONV_2D:
+        return fn(graph, label, op, variant, wide, dw_scratch)
     if op.kind in (OpKind.CONV_2D, OpKind.FULLY_CONNECTED):
         return fn(graph, label, op, variant, wide)
     return fn(graph, label, op, variant)
@@ -168,7 +180,7 @@ def _conv(graph: Int8Graph, k: int, op: Op, variant: str, wide: bool = False) ->
     k4 = _ceil(kh * kw * ic, 4)
     if variant == "dsp" and 2 * k4 * 2 <= MAX_SCRATCH_BYTES and oc >= MIN_GEMM_CHANNELS:
         arrays = [gemm_weights(wmat, wide)] + _dsp_arrays(bias, p, mode, True)
-        call = (f"kws_conv_dsp({{in0}}, {{out}}, {{w}}, {int(wide)}, {b}, {{q}}, (int16_t *)({{scratch}}), "
+        call = (f"kws_conv_dsp({{in0}}, {{out}}, {{w}}, {int(wide)}, {b}, {{q}}, {{r}}, (int16_t *)({{scratch}}), "
                 f"{_args(*geo)}, {tail}, {{rev}}, {mode});")
         stream = _inplace.window_stream(*_window(graph, op), (kh, kw), p.stride, p.dilation, p.pad, 2, True)
         return Lowered(op.kind, (op.inputs[0],), op.outputs[0], call, arrays, 2 * k4 * 2, stream,
@@ -179,7 +191,8 @@ def _conv(graph: Int8Graph, k: int, op: Op, variant: str, wide: bool = False) ->
     return Lowered(op.kind, (op.inputs[0],), op.outputs[0], call, arrays, 0, stream, kernel="conv")
 
 
-def _depthwise(graph: Int8Graph, k: int, op: Op, variant: str) -> Lowered:
+def _depthwise(graph: Int8Graph, k: int, op: Op, variant: str, wide: bool = False,
+               limit: int = MAX_SCRATCH_BYTES) -> Lowered:
     (n, ih, iw, ic), (_, oh, ow, oc) = _window(graph, op)
     w = graph.tensors[op.inputs[1]].data[0]   # [kh, kw, oc]
     bias = graph.tensors[op.inputs[2]].data if len(op.inputs) > 2 else None
@@ -193,11 +206,19 @@ def _depthwise(graph: Int8Graph, k: int, op: Op, variant: str) -> Lowered:
     dh, dw = p.dilation
     pw = max(iw + p.pad[1], (ow - 1) * p.stride[1] + (kw - 1) * dw + 1)  # window row width, padded
     window = ((kh - 1) * dh + 1) * pw * ic                                 # rows under one output row
-    if variant == "dsp" and dm == 1 and ic % 4 == 0 and kh <= MAX_DW_KH and window <= MAX_SCRATCH_BYTES:
-        arrays = _dsp_arrays(bias, p, mode, False) + [CArray("w", "int16_t", dw_weights(w))]
+    ncols = (ow - 1) * p.stride[1] + (kw - 1) * dw + 1
+    window = _ceil(window, 8) + ncols * kh * 8                             # + int16 pairs of 4 channels
+    # int8 weights are widened in scratch: all at once (0), else one group per output row (2)
+    wmode = 1 if wide else 0 if window + kh * kw * ic * 2 <= limit else 2
+    window += {1: 0, 0: kh * kw * ic * 2, 2: kh * kw * 8}[wmode]
+    if variant == "dsp" and dm == 1 and ic % 4 == 0 and kh <= MAX_DW_KH and window <= limit:
+        # requantization mode 2: doubled bias and (int16) weights, see kws_rq_dw
+        dbl = 2 if mode == 2 else 1
+        arrays = _dsp_arrays(None if bias is None else bias.astype(np.int64) * dbl, p, mode, False)
+        arrays.append(dw_weights(w, wide, dbl if wide else 1))
         geo = (n, ih, iw, ic, oh, ow, kh, kw, *p.stride, *p.dilation, *p.pad, pw)
-        call = (f"kws_dwconv_dsp({{in0}}, {{out}}, {{w}}, {b}, {{q}}, {{scratch}}, {_args(*geo)}, {tail}, "
-                f"{{rev}}, {mode});")
+        call = (f"kws_dwconv_dsp({{in0}}, {{out}}, {{w}}, {wmode}, {b}, {{q}}, {{r}}, {{scratch}}, "
+                f"{_args(*geo)}, {tail}, {{rev}}, {mode});")
         rows = _inplace.window_rows_stream((n, ih, iw, ic), (n, oh, ow, oc), kh, p.stride[0], dh, p.pad[0])
         return Lowered(op.kind, (op.inputs[0],), op.outputs[0], call, arrays, window, rows, kernel="dwconv_dsp")
     arrays = _plain_arrays(bias, p) + [CArray("w", "int8_t", w.ravel())]
@@ -220,7 +241,7 @@ def _fully_connected(graph: Int8Graph, k: int, op: Op, variant: str, wide: bool 
     scratch = (1 if rows == 1 else 2) * k4 * 2
     if variant == "dsp" and scratch <= MAX_SCRATCH_BYTES and (oc >= MIN_GEMM_CHANNELS or depth % 4 == 0):
         arrays = [gemm_weights(w, wide, p.weight_offset)] + _dsp_arrays(bias, p, mode, True)
-        call = (f"kws_fc_dsp({{in0}}, {{out}}, {{w}}, {int(wide)}, {b}, {{q}}, (int16_t *)({{scratch}}), "
+        call = (f"kws_fc_dsp({{in0}}, {{out}}, {{w}}, {int(wide)}, {b}, {{q}}, {{r}}, (int16_t *)({{scratch}}), "
                 f"{_args(rows, depth, oc)}, {tail}, {{rev}}, {mode});")
         stream = _inplace.rows_stream(rows, depth, oc, 2 if rows > 1 else 1, True)
         return Lowered(op.kind, (op.inputs[0],), op.outputs[0], call, arrays, scratch, stream, kernel="fc_dsp")

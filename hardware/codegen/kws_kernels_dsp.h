@@ -7,13 +7,19 @@
  *   padded, k4 = K rounded up to 4; or ("wide") int16 with the weight offset added, the 4 taps of
  *   each channel in the activations' order (t0, t2, t1, t3). Bias and requantization arrays
  *   padded to an even length.
- * - Requantization: three int32 per output channel (see kws_rq).
+ * - Requantization: two int32 per output channel and one int8 shift (see kws_rq).
  * - GEMM activations (im2col, in scratch): int16 (x + input offset), in groups of 4 taps stored
  *   as (t0, t2), (t1, t3): the order SXTB16 produces from a word of 4 int8 weights, so weights
  *   need one SXTB16 per pair and no repacking.
  * - Depthwise weights: int16 pairs per group of 4 channels, per filter column: for each pair of
  *   vertically adjacent taps (ky, ky+1) four words (w[ky][c], w[ky+1][c]) for c = 0..3, then for
- *   an odd last row two words (w[c0], w[c2]), (w[c1], w[c3]).
+ *   an odd last row two words (w[c0], w[c2]), (w[c1], w[c3]); stored so ("wide") or as int8
+ *   words that SXTB16 and SXTB16 ror 8 widen to consecutive pair words (the default: half the
+ *   flash, widened into scratch at run time).
+ *
+ * The innermost steps (kws_gemm_step, kws_dw_pair, kws_dw_odd in kws_acle.h) are inline asm on
+ * DSP cores: GCC 12 neither forms LDRD with post-increment from C nor keeps the accumulators in
+ * place across the unrolled steps (measured: 18 and ~30 % more instructions).
  */
 #ifndef KWS_KERNELS_DSP_H
 #define KWS_KERNELS_DSP_H
@@ -31,20 +37,33 @@
 #define KWS_UNROLL
 #endif
 
-/* Requantization, per output channel c from q[3c..3c+2], in one of three modes the generator
- * picks per layer from the weights (hardware/codegen/_lower.py, _requant_mode):
- *   0: q = {multiplier, 0, shift}: the general TFLM path (kws_mbqm), then + out_off.
- *   1: q = {multiplier, rnd, right} with shift = -right <= -1 and rnd = 2^(right-1) +
+/* Requantization of output channel c from q[2c..2c+1] and the int8 rsh[c], in one of three modes
+ * the generator picks per layer from the weights (hardware/codegen/_lower.py, _requant_mode):
+ *   0: q = {multiplier, 0}, shift sh: the general TFLM path (kws_mbqm), then + out_off.
+ *   1: q = {multiplier, rnd}, right sh, with shift = -right <= -1 and rnd = 2^(right-1) +
  *      (out_off << right): SRDHM in 64 bits, then the rounding shift with the zero point folded
  *      in: (y + rnd - (y < 0)) >> right = rdbpot(y, right) + out_off. Exact whenever the sum
  *      cannot overflow, which the generator checks.
- *   2: as 1, with SRDHM as one SMMULR of 2*acc (exact when |acc| < 2^30, checked). */
-KWS_HELPER int32_t kws_rq(int32_t acc, const int32_t *q, int32_t out_off, int mode)
+ *   2: as 1, with SRDHM and the rounding sum as one SMMLAR of 2*acc (exact when |acc| < 2^30,
+ *      checked): y = SMMULR(2 acc, m) has the sign of acc or is 0, and for y = 0 both
+ *      (rnd - 1) >> right and rnd >> right are out_off, so (y < 0) may be read as (acc < 0). */
+KWS_HELPER int32_t kws_rq(int32_t acc, const int32_t *q, int32_t sh, int32_t out_off, int mode)
 {
     if (mode == 0)
-        return kws_mbqm(acc, q[0], q[2]) + out_off;
-    const int32_t y = mode == 2 ? kws_smmulr(acc * 2, q[0]) : kws_srdhm_pos(acc, q[0]);
-    return (y + q[1] + (y >> 31)) >> q[2];
+        return kws_mbqm(acc, q[0], sh) + out_off;
+    if (mode == 2)
+        return kws_smmlar(acc * 2, q[0], q[1] - (int32_t)((uint32_t)acc >> 31)) >> sh;
+    const int32_t y = kws_srdhm_pos(acc, q[0]);
+    return (y + q[1] + (y >> 31)) >> sh;
+}
+
+/* kws_rq for the depthwise kernel, whose accumulators are doubled in mode 2 (doubled weights and
+ * bias: 2 acc fits, |acc| < 2^30), saving the shift. */
+KWS_HELPER int32_t kws_rq_dw(int32_t acc, const int32_t *q, int32_t sh, int32_t out_off, int mode)
+{
+    if (mode == 2)
+        return kws_smmlar(acc, q[0], q[1] - (int32_t)((uint32_t)acc >> 31)) >> sh;
+    return kws_rq(acc, q, sh, out_off, mode);
 }
 
 /* Clamp to [lo, hi] within int8: SSAT plus at most one compare per bound that is not the int8 limit. */
@@ -157,7 +176,7 @@ KWS_HELPER void kws_wpairs(const kws_u32a **wp, int wide, int32_t w_off, uint32_
  * the 13 free registers; 2 x 4 (8 accumulators) spills. With `wide`, the weight offset is
  * already added to the weights. */
 KWS_HELPER void kws_gemm(const int16_t *xa, const int16_t *xb, int two, const void *w, int wide, const int32_t *bias,
-                         const int32_t *q, int k4, int oc, int32_t w_off, int32_t out_off, int32_t lo, int32_t hi,
+                         const int32_t *q, const int8_t *rsh, int k4, int oc, int32_t w_off, int32_t out_off, int32_t lo, int32_t hi,
                          int mode, int8_t *ya, int8_t *yb)
 {
     const uint32_t woff2 = (uint16_t)w_off * 0x00010001u;
@@ -165,6 +184,12 @@ KWS_HELPER void kws_gemm(const int16_t *xa, const int16_t *xb, int two, const vo
     for (int o = 0; o < oc; o += 2) {
         int32_t a0 = bias ? bias[o] : 0, a1 = bias ? bias[o + 1] : 0, b0 = a0, b1 = a1;
         const kws_u32a *pa = (const kws_u32a *)xa, *pb = (const kws_u32a *)xb;
+        if (two && !wide && w_off == 0 && xb == xa + k4 && k4 * 2 <= 1020) {
+            /* int8 weights, pixel b right after pixel a: the whole step in one asm block */
+            KWS_UNROLL
+            for (int g = 0; g < k4 / 4; g++)
+                kws_gemm_step(&pa, &wp, k4 * 2, &a0, &a1, &b0, &b1);
+        } else
         for (int g = 0; g < k4 / 4; g++) {
             uint32_t xa02, xa13, xb02 = 0, xb13 = 0, w02, w13;
             kws_ld2_inc(&pa, &xa02, &xa13);
@@ -185,14 +210,15 @@ KWS_HELPER void kws_gemm(const int16_t *xa, const int16_t *xb, int two, const vo
                 b1 = __smlad(xb13, w13, b1);
             }
         }
-        const int32_t *q0 = q + 3 * o, *q1 = q0 + 3;
-        ya[o] = kws_sat8(kws_rq(a0, q0, out_off, mode), lo, hi);
+        const int32_t *q0 = q + 2 * o, *q1 = q0 + 2;
+        const int32_t s0 = rsh[o], s1 = rsh[o + 1];
+        ya[o] = kws_sat8(kws_rq(a0, q0, s0, out_off, mode), lo, hi);
         if (o + 1 < oc)
-            ya[o + 1] = kws_sat8(kws_rq(a1, q1, out_off, mode), lo, hi);
+            ya[o + 1] = kws_sat8(kws_rq(a1, q1, s1, out_off, mode), lo, hi);
         if (two && yb) {
-            yb[o] = kws_sat8(kws_rq(b0, q0, out_off, mode), lo, hi);
+            yb[o] = kws_sat8(kws_rq(b0, q0, s0, out_off, mode), lo, hi);
             if (o + 1 < oc)
-                yb[o + 1] = kws_sat8(kws_rq(b1, q1, out_off, mode), lo, hi);
+                yb[o + 1] = kws_sat8(kws_rq(b1, q1, s1, out_off, mode), lo, hi);
         }
     }
 }
@@ -200,7 +226,7 @@ KWS_HELPER void kws_gemm(const int16_t *xa, const int16_t *xb, int two, const vo
 /* CONV_2D as im2col + GEMM, two output pixels at a time: both pixels' inputs are in `col`
  * (scratch, 2*k4 int16) before either is written. Reverse order pairs pixels from the end. */
 KWS_KERNEL void kws_conv_dsp(const int8_t *in, int8_t *out, const void *w, int wide, const int32_t *bias,
-                             const int32_t *q, int16_t *col, int n, int ih, int iw, int ic,
+                             const int32_t *q, const int8_t *rsh, int16_t *col, int n, int ih, int iw, int ic,
                              int oh, int ow, int oc, int kh, int kw, int sh, int sw, int dh, int dw, int pt, int pl,
                              int32_t in_off, int32_t out_off, int32_t lo, int32_t hi, int rev, int mode)
 {
@@ -211,14 +237,15 @@ KWS_KERNEL void kws_conv_dsp(const int8_t *in, int8_t *out, const void *w, int w
         kws_im2col(in, col, p0, ih, iw, ic, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, in_off);
         if (two)
             kws_im2col(in, col + k4, p0 + 1, ih, iw, ic, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, in_off);
-        kws_gemm(col, two ? col + k4 : col, 1, w, wide, bias, q, k4, oc, 0, out_off, lo, hi, mode, out + p0 * oc,
+        /* pixel b's col stays at col + k4 even without a second pixel (then stale, never stored) */
+        kws_gemm(col, col + k4, 1, w, wide, bias, q, rsh, k4, oc, 0, out_off, lo, hi, mode, out + p0 * oc,
                  two ? out + (p0 + 1) * oc : 0);
     }
 }
 
 /* FULLY_CONNECTED: rows widened into `col` (one or two at a time), then the same GEMM. */
 KWS_KERNEL void kws_fc_dsp(const int8_t *in, int8_t *out, const void *w, int wide, const int32_t *bias,
-                           const int32_t *q, int16_t *col, int rows, int depth, int oc, int32_t in_off,
+                           const int32_t *q, const int8_t *rsh, int16_t *col, int rows, int depth, int oc, int32_t in_off,
                            int32_t w_off, int32_t out_off, int32_t lo, int32_t hi, int rev, int mode)
 {
     const int k4 = (depth + 3) & ~3;
@@ -226,7 +253,7 @@ KWS_KERNEL void kws_fc_dsp(const int8_t *in, int8_t *out, const void *w, int wid
         w_off = 0; /* folded into the int16 weights */
     if (rows == 1) {
         kws_widen(in, col, depth, in_off);
-        kws_gemm(col, col, 0, w, wide, bias, q, k4, oc, w_off, out_off, lo, hi, mode, out, 0);
+        kws_gemm(col, col, 0, w, wide, bias, q, rsh, k4, oc, w_off, out_off, lo, hi, mode, out, 0);
         return;
     }
     for (int i = 0; i < rows; i += 2) {
@@ -235,7 +262,7 @@ KWS_KERNEL void kws_fc_dsp(const int8_t *in, int8_t *out, const void *w, int wid
         kws_widen(in + r0 * depth, col, depth, in_off);
         if (two)
             kws_widen(in + (r0 + 1) * depth, col + k4, depth, in_off);
-        kws_gemm(col, two ? col + k4 : col, 1, w, wide, bias, q, k4, oc, w_off, out_off, lo, hi, mode,
+        kws_gemm(col, two ? col + k4 : col, 1, w, wide, bias, q, rsh, k4, oc, w_off, out_off, lo, hi, mode,
                  out + r0 * oc, two ? out + (r0 + 1) * oc : 0);
     }
 }
@@ -291,21 +318,81 @@ KWS_HELPER int kws_win_slide(const int8_t *in, int8_t *win, int held, int top, i
     return top;
 }
 
+/* The int16 pair buffer of one group of 4 channels for the current window: for each padded
+ * column x of `win`, 2*kh words in the depthwise weights' order: for each pair of window rows
+ * (ky, ky+1) the four words (x[ky][c] + off, x[ky+1][c] + off), c = 0..3, then for an odd last
+ * row (x[c0], x[c2]), (x[c1], x[c3]) (+ off). Built once per output row and group, it is read
+ * by every output pixel whose window covers the column. */
+KWS_HELPER void kws_dw_pairs(const int8_t *win, kws_u32a *pb, int x0, int x1, int ic, int kh, int dh, int pw,
+                             uint32_t off2)
+{
+    const int row = dh * pw * ic;
+    win += x0 * ic;
+    pb += x0 * 2 * kh;
+    for (int x = x0; x < x1; x++, win += ic) {
+        const int8_t *px = win;
+        KWS_UNROLL
+        for (int ky = 0; ky + 1 < kh; ky += 2, px += 2 * row) {
+            const uint32_t u = kws_ld32(px), v = kws_ld32(px + row);
+            const uint32_t l = kws_pkhbt(u, v), h = kws_pkhtb(u, v); /* [u0 u1 v0 v1], [u2 u3 v2 v3] */
+            pb[0] = __sxtab16(off2, l);
+            pb[1] = kws_sxtab16_ror8(off2, l);
+            pb[2] = __sxtab16(off2, h);
+            pb[3] = kws_sxtab16_ror8(off2, h);
+            pb += 4;
+        }
+        if (kh & 1) {
+            const uint32_t u = kws_ld32(px);
+            pb[0] = __sxtab16(off2, u);
+            pb[1] = kws_sxtab16_ror8(off2, u);
+            pb += 2;
+        }
+    }
+}
+
+/* n int8 weight words into 2n int16 pair words (see dw_weights in _lower.py), doubled if dbl. */
+KWS_HELPER void kws_dw_widen(const void *w8, kws_u32a *w16, int n, int dbl)
+{
+    const kws_u32a *s = (const kws_u32a *)w8;
+    for (int j = 0; j < n; j++) {
+        const uint32_t v = s[j];
+        const uint32_t lo = __sxtb16(v), hi = kws_sxtb16_ror8(v);
+        w16[2 * j] = dbl ? (uint32_t)__sadd16(lo, lo) : lo;
+        w16[2 * j + 1] = dbl ? (uint32_t)__sadd16(hi, hi) : hi;
+    }
+}
+
 /* DEPTHWISE_CONV_2D, depth multiplier 1, ic % 4 == 0. The (kh-1)*dh+1 input rows under the
  * current output row are held in `win` (scratch) padded to `pw` pixels with the input zero point,
- * so every output pixel reads its window the same way (one pointer, literal offsets) and padding
- * contributes exactly 0. Each input row is copied in once, when the first output row needing it
- * starts, and the output row is written after that: the output may overlap input rows already
- * copied. Four channels per step; vertically adjacent taps (ky, ky+1) share one SMLAD, an odd
- * last row uses SMLABB/SMLATT. In reverse order rows come in from the bottom up. */
-KWS_KERNEL void kws_dwconv_dsp(const int8_t *in, int8_t *out, const int16_t *w, const int32_t *bias,
-                               const int32_t *q, int8_t *win, int n, int ih, int iw, int ic, int oh, int ow, int kh,
+ * so every output pixel reads its window the same way and padding contributes exactly 0. Each
+ * input row is copied in once, when the first output row needing it starts, and the output row
+ * is written after that: the output may overlap input rows already copied. Then, per group of 4
+ * channels, the window is widened once into int16 pairs (`pb`, after `win` in scratch; see
+ * kws_dw_pairs) and every output pixel of the row takes 2 LDRD + 4 SMLAD per pair of taps
+ * (SMLABB/SMLATT for an odd last row), weights in the same order: int16 weights (wide = 1) as
+ * they are, int8 weights (half the flash) widened into scratch after `pb`, all at once
+ * (wide = 0) or one group per output row where that does not fit (wide = 2). In requantization
+ * mode 2 weights and bias come doubled (int16 weights doubled by the generator, int8 ones when
+ * widened), so the accumulators hold 2 acc, which kws_rq_dw takes as is. In reverse order rows come in
+ * from the bottom up and pixels run right to left. */
+KWS_KERNEL void kws_dwconv_dsp(const int8_t *in, int8_t *out, const void *w, int wide, const int32_t *bias,
+                               const int32_t *q, const int8_t *rsh, int8_t *win, int n, int ih, int iw, int ic, int oh, int ow, int kh,
                                int kw, int sh, int sw, int dh, int dw, int pt, int pl, int pw, int32_t in_off,
                                int32_t out_off, int32_t lo, int32_t hi, int rev, int mode)
 {
     const uint32_t off2 = (uint16_t)in_off * 0x00010001u;
     const uint32_t zp4 = (uint8_t)(-in_off) * 0x01010101u;
-    const int nrows = (kh - 1) * dh + 1;
+    const int nrows = (kh - 1) * dh + 1, ncols = (ow - 1) * sw + (kw - 1) * dw + 1, wpc = 2 * kh;
+    kws_u32a *pb = (kws_u32a *)(win + ((nrows * pw * ic + 7) & ~7));
+    kws_u32a *wb = pb + ncols * wpc;
+    const kws_u32a *w16 = wide == 1 ? (const kws_u32a *)w : wb;
+    if (wide == 0)
+        kws_dw_widen(w, wb, ic / 4 * kw * kh, mode == 2);
+    const int cx0 = pl < ncols ? pl : ncols, cx1 = pl + iw < ncols ? pl + iw : ncols; /* input columns */
+    for (int j = 0; j < cx0 * wpc; j++)
+        pb[j] = 0;
+    for (int j = cx1 * wpc; j < ncols * wpc; j++)
+        pb[j] = 0;
     for (int bi = 0; bi < n; bi++) {
         const int b = KWS_IDX(bi, n, rev);
         int held = -(1 << 30); /* first padded row held in win; none yet */
@@ -313,43 +400,40 @@ KWS_KERNEL void kws_dwconv_dsp(const int8_t *in, int8_t *out, const int16_t *w, 
             const int oy = KWS_IDX(yi, oh, rev);
             held = kws_win_slide(in, win, held, oy * sh, nrows, b, ih, iw, ic, pt, pl, pw, zp4);
             int8_t *y = out + (b * oh + oy) * ow * ic;
-            for (int xi = 0; xi < ow; xi++) {
-                const int ox = KWS_IDX(xi, ow, rev);
-                const int8_t *px = win + ox * sw * ic;
-                const kws_u32a *wp = (const kws_u32a *)w;
-                int8_t *yc = y + ox * ic;
-                for (int c = 0; c < ic; c += 4, px += 4, yc += 4) {
-                    int32_t a0 = bias ? bias[c] : 0, a1 = bias ? bias[c + 1] : 0;
-                    int32_t a2 = bias ? bias[c + 2] : 0, a3 = bias ? bias[c + 3] : 0;
+            for (int c = 0; c < ic; c += 4) {
+                kws_dw_pairs(win + c, pb, cx0, cx1, ic, kh, dh, pw, off2);
+                const kws_u32a *wg = w16 + c / 4 * kw * wpc;
+                if (wide == 2) {
+                    kws_dw_widen((const kws_u32a *)w + c / 4 * kw * kh, wb, kw * kh, mode == 2);
+                    wg = wb;
+                }
+                const int32_t *qc = q + 2 * c;
+                const int8_t *sc = rsh + c;
+                for (int xi = 0; xi < ow; xi++) {
+                    const int ox = KWS_IDX(xi, ow, rev);
+                    const kws_u32a *wp = wg;
+                    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+                    if (bias) {
+                        uint32_t u0, u1, u2, u3;
+                        kws_ld2(bias + c, &u0, &u1);
+                        kws_ld2(bias + c + 2, &u2, &u3);
+                        a0 = (int32_t)u0, a1 = (int32_t)u1, a2 = (int32_t)u2, a3 = (int32_t)u3;
+                    }
+                    const kws_u32a *pp = pb + ox * sw * wpc;
                     KWS_UNROLL
                     for (int kx = 0; kx < kw; kx++) {
-                        int ky = 0;
-                        for (; ky + 1 < kh; ky += 2) {
-                            const uint32_t u = kws_ld32(px + (ky * dh * pw + kx * dw) * ic);
-                            const uint32_t v = kws_ld32(px + ((ky + 1) * dh * pw + kx * dw) * ic);
-                            /* l = [u0 u1 v0 v1], h = [u2 u3 v2 v3] (bytes) */
-                            const uint32_t l = kws_pkhbt(u, v), h = kws_pkhtb(u, v);
-                            a0 = __smlad(__sxtab16(off2, l), wp[0], a0);
-                            a1 = __smlad(kws_sxtab16_ror8(off2, l), wp[1], a1);
-                            a2 = __smlad(__sxtab16(off2, h), wp[2], a2);
-                            a3 = __smlad(kws_sxtab16_ror8(off2, h), wp[3], a3);
-                            wp += 4;
-                        }
-                        if (kh & 1) {
-                            const uint32_t u = kws_ld32(px + (ky * dh * pw + kx * dw) * ic);
-                            const uint32_t q02 = __sxtab16(off2, u), q13 = kws_sxtab16_ror8(off2, u);
-                            a0 = __smlabb(q02, wp[0], a0);
-                            a2 = __smlatt(q02, wp[0], a2);
-                            a1 = __smlabb(q13, wp[1], a1);
-                            a3 = __smlatt(q13, wp[1], a3);
-                            wp += 2;
-                        }
+                        KWS_UNROLL
+                        for (int ky = 0; ky + 1 < kh; ky += 2)
+                            kws_dw_pair(&pp, &wp, &a0, &a1, &a2, &a3);
+                        if (kh & 1)
+                            kws_dw_odd(&pp, &wp, &a0, &a1, &a2, &a3);
+                        pp += (dw - 1) * wpc;
                     }
-                    const int32_t *qc = q + 3 * c;
-                    yc[0] = kws_sat8(kws_rq(a0, qc, out_off, mode), lo, hi);
-                    yc[1] = kws_sat8(kws_rq(a1, qc + 3, out_off, mode), lo, hi);
-                    yc[2] = kws_sat8(kws_rq(a2, qc + 6, out_off, mode), lo, hi);
-                    yc[3] = kws_sat8(kws_rq(a3, qc + 9, out_off, mode), lo, hi);
+                    int8_t *yc = y + ox * ic + c;
+                    yc[0] = kws_sat8(kws_rq_dw(a0, qc, sc[0], out_off, mode), lo, hi);
+                    yc[1] = kws_sat8(kws_rq_dw(a1, qc + 2, sc[1], out_off, mode), lo, hi);
+                    yc[2] = kws_sat8(kws_rq_dw(a2, qc + 4, sc[2], out_off, mode), lo, hi);
+                    yc[3] = kws_sat8(kws_rq_dw(a3, qc + 6, sc[3], out_off, mode), lo, hi);
                 }
             }
         }
