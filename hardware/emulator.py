@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import atexit
 import ctypes
-import functools
 import logging
 import os
 import re
@@ -40,6 +39,7 @@ import time
 import weakref
 from pathlib import Path
 
+from hardware._tools import version_line
 from hardware.boards import Board, get_board
 from hardware.link import Link
 
@@ -63,18 +63,9 @@ def have_qemu() -> bool:
 
 def qemu_version() -> str | None:
     """First line of ``qemu-system-arm --version`` (None when QEMU is missing); asked once."""
-    return _qemu_version(shutil.which(_QEMU))
+    return version_line(shutil.which(_QEMU))
 
 
-@functools.cache
-def _qemu_version(exe: str | None) -> str | None:
-    if exe is None:
-        return None
-    try:
-        out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.splitlines()[0].strip() if out else None
 
 
 def qemu_command(elf: Path | str, board: Board, port: int) -> list[str]:

@@ -39,7 +39,6 @@ from typing import Any
 import numpy as np
 
 from hardware import GraphError, Int8Graph, TfliteError, UnsupportedModelError, read_tflite, reference
-from hardware.fixedpoint import round_half_away
 from nas.data.dataset import SplitData, load_split
 from nas.data.default import resolve_data
 from nas.data.featurize import split_features
@@ -47,6 +46,7 @@ from nas.data.labels import KEYWORDS_10, LABELS_12, SILENCE, UNKNOWN
 from nas.data.layout import scan_corpus
 from nas.data.protocol import KEYWORDS_ONLY_10, STANDARD_12, LabelProtocol
 from nas.export.metadata import ModelMetadata
+from nas.quant.ptq import quantize_input  # one int8 input quantizer for the exporter and the evaluator
 from nas.train.evaluate import EvalReport, confusion_matrix
 from search_spaces.frontend import FrontEndConfig, get_frontend
 
@@ -77,20 +77,6 @@ class Port:
     @property
     def size(self) -> int:
         return math.prod(self.shape)
-
-
-def quantize_input(x: np.ndarray, scale: float, zero_point: int, dtype: str = "int8", *,
-                   truncate: bool = False) -> np.ndarray:
-    """Float features -> the integer input type, saturating at its range.
-
-    Default: ``round_half_away(x / scale) + zero_point``, TFLite's QUANTIZE (float32 division, C ``roundf``).
-    ``truncate``: ``trunc(x / scale + zero_point)``, what MLPerf Tiny's evaluation computes with
-    ``np.array(x / scale + zp, dtype=np.int8)`` (that cast wraps out-of-range values; this one saturates).
-    """
-    info = np.iinfo(dtype)
-    v = np.asarray(x, np.float32) / np.float32(scale)
-    q = np.trunc(v + np.float32(zero_point)) if truncate else round_half_away(v) + zero_point
-    return np.clip(q, info.min, info.max).astype(dtype)
 
 
 def fit_to_input(features: np.ndarray, port: Port, what: str = "features") -> np.ndarray:

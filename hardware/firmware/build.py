@@ -35,6 +35,7 @@ from pathlib import Path
 from string import Template
 from typing import Any, Protocol
 
+from hardware._tools import version_line
 from hardware.boards import Board, get_board
 
 __all__ = [
@@ -126,21 +127,11 @@ def _gcc() -> str:
     return os.environ.get("KWSNAS_ARM_GCC", "arm-none-eabi-gcc")
 
 
-@functools.cache
-def _toolchain_version(gcc: str) -> str | None:
-    exe = shutil.which(gcc)
-    if exe is None:
-        return None
-    try:
-        out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.splitlines()[0].strip() if out else None
 
 
 def toolchain_version() -> str | None:
     """First line of ``arm-none-eabi-gcc --version``, or None when the toolchain is missing."""
-    return _toolchain_version(_gcc())
+    return version_line(shutil.which(_gcc()))
 
 
 def have_toolchain() -> bool:

@@ -206,15 +206,13 @@ def _plot(args: argparse.Namespace) -> int:
 
 def reference_point(path: Path, cfg: Any) -> Any:
     """A `.tflite` as a labelled point: accuracy on the study's data (validation split), hardware on its board."""
-    from hardware.measure import AnalyticEvaluator, EmulatorEvaluator, SerialBoardEvaluator
     from nas.evaluate_tflite import evaluate_tflite
-    from nas.study.candidate import hardware_figures
+    from nas.study.candidate import hardware_figures, make_evaluator
     from nas.study.plots import ReferencePoint
 
     data = path.read_bytes()
     ev = evaluate_tflite(data, cfg.data, split="validation", rule=cfg.split_rule, seed=cfg.seed)
-    evaluator = {"emulator": EmulatorEvaluator, "analytic": AnalyticEvaluator}.get(cfg.evaluator)
-    m = (evaluator() if evaluator else SerialBoardEvaluator(cfg.port)).measure(data, cfg.board)
+    m = make_evaluator(cfg).measure(data, cfg.board)
     fig = hardware_figures(m)
     fig.update(error=1.0 - ev.report.accuracy, int8_val_accuracy=ev.report.accuracy)
     try:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hardware import reference
+from hardware.fixedpoint import round_half_away
 from hardware.graph import (
     Activation,
     DType,
@@ -47,14 +48,6 @@ class Ranges:
 
     bounds: dict[int, tuple[float, float]]
     clips: int
-
-    def merge(self, other: Ranges) -> Ranges:
-        keys = self.bounds.keys() | other.bounds.keys()
-        out = {}
-        for k in keys:
-            a, b = self.bounds.get(k), other.bounds.get(k)
-            out[k] = a if b is None else b if a is None else (min(a[0], b[0]), max(a[1], b[1]))
-        return Ranges(out, self.clips + other.clips)
 
 
 def as_graph_input(features: np.ndarray) -> np.ndarray:
@@ -169,14 +162,23 @@ def quantize_graph(fg: Int8Graph, ranges: Ranges, metadata: dict[str, str] | Non
     return Int8Graph(tuple(new), fg.ops, fg.inputs, fg.outputs, meta)
 
 
-def quantize_features(features: np.ndarray, q: Quantization, truncate: bool = False) -> np.ndarray:
-    """float features -> int8 with the input tensor's parameters: round half away from zero (TFLite's
-    QUANTIZE), or MLPerf Tiny's reference evaluation: ``trunc(x / scale + zero_point)``."""
-    from hardware.fixedpoint import round_half_away
+def quantize_input(x: np.ndarray, scale: float, zero_point: int, dtype: str = "int8", *,
+                   truncate: bool = False) -> np.ndarray:
+    """Float values -> the integer input type, saturating at its range.
 
-    x = np.asarray(features, np.float32) / np.float32(q.scale[0])
-    r = np.trunc(x + q.zero_point[0]) if truncate else round_half_away(x) + q.zero_point[0]
-    return np.clip(r, -128, 127).astype(np.int8)
+    Default: ``round_half_away(x / scale) + zero_point``, TFLite's QUANTIZE (float32 division, C ``roundf``).
+    ``truncate``: ``trunc(x / scale + zero_point)``, what MLPerf Tiny's evaluation computes with
+    ``np.array(x / scale + zp, dtype=np.int8)`` (that cast wraps out-of-range values; this one saturates).
+    """
+    info = np.iinfo(dtype)
+    v = np.asarray(x, np.float32) / np.float32(scale)
+    q = np.trunc(v + np.float32(zero_point)) if truncate else round_half_away(v) + zero_point
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def quantize_features(features: np.ndarray, q: Quantization, truncate: bool = False) -> np.ndarray:
+    """float features -> int8 with an input tensor's (per-tensor) quantization; see `quantize_input`."""
+    return quantize_input(features, q.scale[0], q.zero_point[0], "int8", truncate=truncate)
 
 
 def run_int8(graph: Int8Graph, features: np.ndarray) -> np.ndarray:

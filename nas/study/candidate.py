@@ -57,6 +57,25 @@ class SearchContext:
         return self.cfg.board
 
 
+def make_evaluator(cfg: SearchConfig) -> Evaluator:
+    """The evaluator a config names (emulator, analytic, or a real board on ``cfg.port``)."""
+    from hardware.measure import AnalyticEvaluator, EmulatorEvaluator, SerialBoardEvaluator
+
+    if cfg.evaluator == "emulator":
+        return EmulatorEvaluator()
+    if cfg.evaluator == "analytic":
+        return AnalyticEvaluator()
+    return SerialBoardEvaluator(cfg.port)
+
+
+def load_data(cfg: SearchConfig) -> TrainData:
+    """The data a config names (decoded once, then from the cache)."""
+    from nas.train import prepare_train_data
+
+    return prepare_train_data(cfg.data, cfg.protocol, seed=cfg.seed, rule=cfg.split_rule,
+                              noise_dir=None if cfg.noise is None else Path(cfg.noise))
+
+
 def probe_tflite(spec: ArchSpec, data: TrainData) -> bytes:
     """The int8 `.tflite` of ``spec`` with seed-0 random weights, calibrated on a few validation clips."""
     feats = data.features("validation", spec.frontend)[:PROBE_CALIBRATION_CLIPS]

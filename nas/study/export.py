@@ -92,10 +92,9 @@ def pick_trial(study, cfg: SearchConfig, trial: int | None = None, pick: str | N
 def export_trial(study, cfg: SearchConfig, trial: FrozenTrial, out_dir: Path | str, *, retrain_epochs: int | None = None,
                  evaluator=None, data=None) -> dict[str, Any]:
     """Write the winner's files into ``out_dir`` and return the report (also ``report.json``)."""
-    from hardware.measure import AnalyticEvaluator, EmulatorEvaluator, SerialBoardEvaluator
     from nas.export.quantize import quantize_checkpoint
-    from nas.study.candidate import hardware_figures
-    from nas.train import TrainConfig, load_checkpoint, prepare_train_data, train
+    from nas.study.candidate import hardware_figures, load_data, make_evaluator
+    from nas.train import TrainConfig, load_checkpoint, train
     from search_spaces.spec import ArchSpec
 
     t0 = time.perf_counter()
@@ -104,8 +103,7 @@ def export_trial(study, cfg: SearchConfig, trial: FrozenTrial, out_dir: Path | s
     attrs = dict(trial.user_attrs)
     spec = ArchSpec.from_dict(attrs["spec"])
     if data is None:
-        data = prepare_train_data(cfg.data, cfg.protocol, seed=cfg.seed, rule=cfg.split_rule,
-                                  noise_dir=None if cfg.noise is None else Path(cfg.noise))
+        data = load_data(cfg)
     ckpt = out / "checkpoint"
     if retrain_epochs:
         train(spec, data, TrainConfig(epochs=retrain_epochs, seed=cfg.seed, trial=trial.number), out_dir=ckpt)
@@ -118,8 +116,7 @@ def export_trial(study, cfg: SearchConfig, trial: FrozenTrial, out_dir: Path | s
     load_checkpoint(ckpt, spec)  # the checkpoint is the trial's architecture
     q = quantize_checkpoint(ckpt, out, data, seed=cfg.seed)
     if evaluator is None:
-        evaluator = {"emulator": EmulatorEvaluator, "analytic": AnalyticEvaluator}.get(cfg.evaluator)
-        evaluator = evaluator() if evaluator else SerialBoardEvaluator(cfg.port)
+        evaluator = make_evaluator(cfg)
     m = evaluator.measure((out / "model_int8.tflite").read_bytes(), cfg.board)
     fig = hardware_figures(m)
     differences = {k: (attrs.get(k), fig.get(k)) for k in HARDWARE_MATCH if attrs.get(k) != fig.get(k)}

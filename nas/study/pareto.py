@@ -34,12 +34,13 @@ class FrontRow:
 
 def usable_trials(study: optuna.Study, cfg: SearchConfig) -> list[FrozenTrial]:
     """Completed, trained trials within every budget."""
-    out = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if t.user_attrs.get("trained") and is_feasible(cfg.budgets, t.user_attrs) and t.values is not None \
-                and all(math.isfinite(v) for v in t.values):
-            out.append(t)
-    return out
+    return _usable(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), cfg)
+
+
+def _usable(trials: list[FrozenTrial], cfg: SearchConfig) -> list[FrozenTrial]:
+    return [t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get("trained")
+            and is_feasible(cfg.budgets, t.user_attrs) and t.values is not None
+            and all(math.isfinite(v) for v in t.values)]
 
 
 def _non_dominated(points: np.ndarray) -> np.ndarray:
@@ -53,12 +54,15 @@ def _non_dominated(points: np.ndarray) -> np.ndarray:
 
 def pareto_front(study: optuna.Study, cfg: SearchConfig) -> list[FrontRow]:
     """The feasible, trained, non-dominated trials, sorted by error then by the next objective."""
-    trials = usable_trials(study, cfg)
+    return _front(usable_trials(study, cfg))
+
+
+def _front(trials: list[FrozenTrial]) -> list[FrontRow]:
     if not trials:
         return []
     pts = np.array([t.values for t in trials], float)
-    rows = [FrontRow(t.number, tuple(t.values), dict(t.user_attrs)) for t, k in zip(trials, _non_dominated(pts),
-                                                                                   strict=True) if k]
+    rows = [FrontRow(t.number, tuple(t.values), dict(t.user_attrs))
+            for t, keep in zip(trials, _non_dominated(pts), strict=True) if keep]
     return sorted(rows, key=lambda r: r.values)
 
 
@@ -87,22 +91,34 @@ def _hypervolume(points: np.ndarray, ref: np.ndarray) -> float:
     return float(compute_hypervolume(inside, ref, assume_pareto=False))
 
 
+def _normalised(trials: list[FrozenTrial], cfg: SearchConfig) -> tuple[list[FrozenTrial], np.ndarray]:
+    """Trials by number and their values divided by the reference point (every axis counts alike)."""
+    trials = sorted(trials, key=lambda t: t.number)
+    pts = np.array([t.values for t in trials], float)
+    return trials, pts / reference_point(cfg, pts.max(axis=0))
+
+
 def hypervolume_history(study: optuna.Study, cfg: SearchConfig) -> list[tuple[int, float]]:
     """(trial number, hypervolume of the usable trials up to it), objectives normalised by the reference
     point so every axis counts alike."""
-    trials = sorted(usable_trials(study, cfg), key=lambda t: t.number)
-    if not trials:
+    usable = usable_trials(study, cfg)
+    if not usable:
         return []
-    pts = np.array([t.values for t in trials], float)
-    ref = reference_point(cfg, pts.max(axis=0))
-    norm = pts / ref
-    return [(t.number, _hypervolume(norm[: i + 1], np.ones(len(ref)))) for i, t in enumerate(trials)]
+    trials, norm = _normalised(usable, cfg)
+    ones = np.ones(norm.shape[1])
+    return [(t.number, _hypervolume(norm[: i + 1], ones)) for i, t in enumerate(trials)]
 
 
 def study_summary(study: optuna.Study, cfg: SearchConfig) -> dict[str, Any]:
+    """Counts, front size and the current hypervolume, from one read of the storage (the progress bar
+    calls this after every trial)."""
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    history = hypervolume_history(study, cfg)
+    usable = _usable(complete, cfg)
+    hv = 0.0
+    if usable:
+        _, norm = _normalised(usable, cfg)
+        hv = _hypervolume(norm, np.ones(norm.shape[1]))
     return {
         "study": cfg.name,
         "trials": len(trials),
@@ -110,9 +126,9 @@ def study_summary(study: optuna.Study, cfg: SearchConfig) -> dict[str, Any]:
         "failed": sum(t.state == TrialState.FAIL for t in trials),
         "running": sum(t.state == TrialState.RUNNING for t in trials),
         "trained": sum(bool(t.user_attrs.get("trained")) for t in complete),
-        "feasible": len(usable_trials(study, cfg)),
-        "pareto_size": len(pareto_front(study, cfg)),
-        "hypervolume": history[-1][1] if history else 0.0,
+        "feasible": len(usable),
+        "pareto_size": len(_front(usable)),
+        "hypervolume": hv,
     }
 
 

@@ -10,16 +10,13 @@ see why the search avoided it). Figures are cached per preset and spec digest.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from nas.study.config import SearchConfig
 from nas.study.plots import ReferencePoint
 
 
 def preset_references(cfg: SearchConfig, names: list[str], data=None, evaluator=None) -> list[ReferencePoint]:
-    from hardware.measure import AnalyticEvaluator, EmulatorEvaluator, SerialBoardEvaluator
-    from nas.study.candidate import SearchContext, evaluate_candidate
-    from nas.train import prepare_train_data
+    from nas.study.candidate import SearchContext, evaluate_candidate, load_data, make_evaluator
     from search_spaces.presets import get_preset
 
     out: list[ReferencePoint] = []
@@ -35,12 +32,8 @@ def preset_references(cfg: SearchConfig, names: list[str], data=None, evaluator=
                 continue
         pending.append((name, spec, folder))
     if pending:
-        if data is None:
-            data = prepare_train_data(cfg.data, cfg.protocol, seed=cfg.seed, rule=cfg.split_rule,
-                                      noise_dir=None if cfg.noise is None else Path(cfg.noise))
-        if evaluator is None:
-            evaluator = {"emulator": EmulatorEvaluator, "analytic": AnalyticEvaluator}.get(cfg.evaluator)
-            evaluator = evaluator() if evaluator else SerialBoardEvaluator(cfg.port)
+        data = data if data is not None else load_data(cfg)
+        evaluator = evaluator if evaluator is not None else make_evaluator(cfg)
         ctx = SearchContext(cfg.replace(budgets={}), data, evaluator)
         for name, spec, folder in pending:
             fig = evaluate_candidate(spec.with_classes(data.num_classes), ctx, 0, folder)

@@ -123,21 +123,14 @@ def recover_abandoned(study: optuna.Study) -> int:
 MAX_TOTAL_FACTOR = 10  # give up after 10x the target in completed trials: the budgets are (nearly) unreachable
 
 
-def completed(study: optuna.Study) -> int:
-    return sum(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
-
-
-def trained(study: optuna.Study) -> int:
-    return sum(t.state == TrialState.COMPLETE and bool(t.user_attrs.get("trained"))
-               for t in study.get_trials(deepcopy=False))
-
-
 def target_reached(study: optuna.Study, cfg: SearchConfig) -> bool:
     """``cfg.trials`` counts *trained* candidates (over-budget ones cost a measurement, not a training run);
     a study stops anyway after `MAX_TOTAL_FACTOR` x that many completed trials."""
     if cfg.trials is None:
         return False
-    return trained(study) >= cfg.trials or completed(study) >= MAX_TOTAL_FACTOR * cfg.trials
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))  # one read of the storage
+    n_trained = sum(bool(t.user_attrs.get("trained")) for t in done)
+    return n_trained >= cfg.trials or len(done) >= MAX_TOTAL_FACTOR * cfg.trials
 
 
 class StopAtTarget:
@@ -188,19 +181,13 @@ def make_objective(cfg: SearchConfig, ctx) -> Any:
 
 def run_worker(cfg: SearchConfig, study: optuna.Study, n_trials: int | None = None,
                callbacks: list | None = None) -> None:
-    """Run trials in this process until the study has ``cfg.trials`` completed (or the time limit)."""
-    from hardware.measure import AnalyticEvaluator, EmulatorEvaluator, SerialBoardEvaluator
-    from nas.study.candidate import SearchContext
-    from nas.train import prepare_train_data
+    """Run trials in this process until `target_reached` (or the time limit)."""
+    from nas.study.candidate import SearchContext, load_data, make_evaluator
 
-    evaluator = {"emulator": lambda: EmulatorEvaluator(), "analytic": lambda: AnalyticEvaluator(),
-                 "serial": lambda: SerialBoardEvaluator(cfg.port)}[cfg.evaluator]()
-    data = prepare_train_data(cfg.data, cfg.protocol, seed=cfg.seed, rule=cfg.split_rule,
-                              noise_dir=None if cfg.noise is None else Path(cfg.noise))
-    ctx = SearchContext(cfg, data, evaluator)
-    cbs = [*(callbacks or []), StopAtTarget(cfg)]
-    if target_reached(study, cfg):
+    if target_reached(study, cfg):  # before loading any data: a finished study has nothing to do
         return
+    ctx = SearchContext(cfg, load_data(cfg), make_evaluator(cfg))
+    cbs = [*(callbacks or []), StopAtTarget(cfg)]
     study.optimize(make_objective(cfg, ctx), n_trials=n_trials, timeout=cfg.time_limit_s, callbacks=cbs,
                    catch=(Exception,), gc_after_trial=True)
 
