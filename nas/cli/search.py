@@ -142,9 +142,15 @@ def _search(args: argparse.Namespace) -> int:
             log.info("%d trial(s) left running by a stopped search: marked failed and queued again", n)
     log.info("study %s in %s: %s, objectives %s, budgets %s", cfg.name, cfg.storage_url, cfg.space,
              ", ".join(cfg.objectives), cfg.budgets or "none")
+    from nas.cli import UserError
+    from nas.study.runner import SearchStalled, target_reached
+
     with _Progress(study, cfg) as progress:
         if cfg.workers == 1:
-            run_worker(cfg, study, callbacks=[lambda s, t: progress.update()])
+            try:
+                run_worker(cfg, study, callbacks=[lambda s, t: progress.update()])
+            except SearchStalled as e:
+                raise UserError(str(e)) from None
         else:
             procs = spawn_workers(cfg, cfg.workers)
             try:
@@ -155,6 +161,10 @@ def _search(args: argparse.Namespace) -> int:
                 for p in procs:
                     p.terminate()
                 raise
+            failed = [p.returncode for p in procs if p.returncode != 0]
+            if failed and cfg.time_limit_s is None and not target_reached(study, cfg):
+                raise UserError(f"{len(failed)} of {cfg.workers} workers stopped with an error (see above) "
+                                f"before the target; run the same command again to resume")
     return _print_front(study, cfg, args.json)
 
 
@@ -166,8 +176,14 @@ def _worker(args: argparse.Namespace) -> int:
     quiet_optuna(args.verbose)
     from nas.study.runner import load_study, run_worker
 
+    from nas.cli import UserError
+    from nas.study.runner import SearchStalled
+
     study, cfg = load_study(args.study, args.storage)
-    run_worker(cfg, study)
+    try:
+        run_worker(cfg, study)
+    except SearchStalled as e:
+        raise UserError(str(e)) from None
     return 0
 
 

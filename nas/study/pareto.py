@@ -91,20 +91,23 @@ def _hypervolume(points: np.ndarray, ref: np.ndarray) -> float:
     return float(compute_hypervolume(inside, ref, assume_pareto=False))
 
 
-def _normalised(trials: list[FrozenTrial], cfg: SearchConfig) -> tuple[list[FrozenTrial], np.ndarray]:
+def _normalised(trials: list[FrozenTrial], cfg: SearchConfig,
+                ref: np.ndarray | None = None) -> tuple[list[FrozenTrial], np.ndarray]:
     """Trials by number and their values divided by the reference point (every axis counts alike)."""
     trials = sorted(trials, key=lambda t: t.number)
     pts = np.array([t.values for t in trials], float)
-    return trials, pts / reference_point(cfg, pts.max(axis=0))
+    return trials, pts / (reference_point(cfg, pts.max(axis=0)) if ref is None else ref)
 
 
-def hypervolume_history(study: optuna.Study, cfg: SearchConfig) -> list[tuple[int, float]]:
+def hypervolume_history(study: optuna.Study, cfg: SearchConfig,
+                        ref: np.ndarray | None = None) -> list[tuple[int, float]]:
     """(trial number, hypervolume of the usable trials up to it), objectives normalised by the reference
-    point so every axis counts alike."""
+    point so every axis counts alike. Pass ``ref`` (raw objective units) to compare several studies in
+    one box; by default unbudgeted objectives are bounded by this study's own worst value."""
     usable = usable_trials(study, cfg)
     if not usable:
         return []
-    trials, norm = _normalised(usable, cfg)
+    trials, norm = _normalised(usable, cfg, ref)
     ones = np.ones(norm.shape[1])
     return [(t.number, _hypervolume(norm[: i + 1], ones)) for i, t in enumerate(trials)]
 

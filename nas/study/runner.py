@@ -76,8 +76,60 @@ def make_sampler(name: str, seed: int, n_objectives: int) -> optuna.samplers.Bas
     raise ValueError(f"unknown sampler {name!r}")
 
 
+# A trial writes a checkpoint, two .tflite files and the C sources (under 5 MB for the largest presets);
+# the feature cache is shared. 200 MB leaves room for dozens of trials and says "disk full" up front.
+MIN_FREE_BYTES = int(os.environ.get("KWSNAS_MIN_FREE_MB", 200)) * 2**20
+
+
+def preflight(cfg: SearchConfig) -> None:
+    """Fail before any work when the study's folder cannot be written or its disk is (nearly) full."""
+    import shutil
+
+    run_dir = cfg.run_dir
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(f"cannot write the study folder {run_dir}: {e.strerror or e} "
+                         "(choose another --name, or run from a writable directory)") from None
+    free = shutil.disk_usage(run_dir).free
+    if free < MIN_FREE_BYTES:
+        raise ValueError(f"only {free / 2**20:.0f} MB free on the disk of {run_dir}; a search needs at least "
+                         f"{MIN_FREE_BYTES / 2**20:.0f} MB (free some space, or set KWSNAS_MIN_FREE_MB)")
+
+
+class SearchStalled(RuntimeError):
+    """Every recent trial failed: something is wrong beyond one candidate (toolchain, board, data)."""
+
+
+MAX_CONSECUTIVE_FAILURES = 5  # one bad candidate is normal; five in a row is a broken setup, not bad luck
+
+
+class StopOnFailures:
+    """Optuna callback: stop this worker after `MAX_CONSECUTIVE_FAILURES` failed trials in a row."""
+
+    def __init__(self, limit: int = MAX_CONSECUTIVE_FAILURES) -> None:
+        self.limit, self.run, self.last_reason = limit, 0, ""
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if trial.state != TrialState.FAIL:
+            self.run = 0
+            return
+        self.run += 1
+        self.last_reason = trial.user_attrs.get("fail_reason", "no reason recorded")
+        if self.run >= self.limit:
+            study.stop()
+
+    @property
+    def stalled(self) -> bool:
+        return self.run >= self.limit
+
+
 def open_study(cfg: SearchConfig, storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
     """Create the study (or load it, checking it was made for the same objectives)."""
+    preflight(cfg)
     storage = storage or make_storage(cfg.storage_url)
     study = optuna.create_study(study_name=cfg.name, storage=storage, load_if_exists=True,
                                 directions=["minimize"] * len(cfg.objectives),
@@ -186,10 +238,16 @@ def run_worker(cfg: SearchConfig, study: optuna.Study, n_trials: int | None = No
 
     if target_reached(study, cfg):  # before loading any data: a finished study has nothing to do
         return
+    preflight(cfg)
     ctx = SearchContext(cfg, load_data(cfg), make_evaluator(cfg))
-    cbs = [*(callbacks or []), StopAtTarget(cfg)]
+    failures = StopOnFailures()
+    cbs = [*(callbacks or []), StopAtTarget(cfg), failures]
     study.optimize(make_objective(cfg, ctx), n_trials=n_trials, timeout=cfg.time_limit_s, callbacks=cbs,
                    catch=(Exception,), gc_after_trial=True)
+    if failures.stalled:
+        raise SearchStalled(f"study {cfg.name!r}: {failures.limit} trials in a row failed, stopping; the last "
+                            f"one: {failures.last_reason} (the failed trials are kept with their reasons: "
+                            f"nas pareto --study {cfg.name} shows the rest)")
 
 
 def spawn_workers(cfg: SearchConfig, n: int) -> list[subprocess.Popen]:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 from nas.cache import atomic_write_json
 from nas.models import KWSModel, build_model, merge_model, split_model
@@ -42,6 +43,12 @@ log = logging.getLogger(__name__)
 
 _CALIBRATION_STEPS = 5  # under a time budget alone: steps timed (after the compiling one) to size the schedule
 _UNSIZED_STEPS = 10**6  # the schedule's length until then (the first few steps barely move the weights)
+
+
+def _all_finite(tree: Any) -> bool:
+    """Every weight and statistic finite (one small reduction; evaluations are rare)."""
+    leaves = jax.tree_util.tree_leaves(tree)
+    return bool(jnp.all(jnp.array([jnp.isfinite(x).all() for x in leaves]))) if leaves else True
 
 
 class TrainingDiverged(RuntimeError):
@@ -189,6 +196,9 @@ def train(spec: ArchSpec, data: TrainData, cfg: TrainConfig | None = None, out_d
         """Evaluate on validation, keep the best; return True when early stopping says stop."""
         nonlocal best, evals_since_best, loss_sum, acc_sum, loss_n, latest_val, eval_time_s, grad_norm_max
         settle()
+        if not _all_finite((state.params, state.batch_stats)):  # the last update can poison the weights
+            summary = None if best is None else {k: best[k] for k in ("step", "val_accuracy")}
+            raise TrainingDiverged(step, math.nan, history, summary, out_dir if best else None)
         t0 = time.perf_counter()
         report = evaluate(graphdef, state.params, state.batch_stats, val_x, val_y, data.labels)
         latest_val = report.accuracy
