@@ -69,7 +69,7 @@ def run_one(args: argparse.Namespace, sampler: str, seed: int) -> None:
 
 def run_all(args: argparse.Namespace) -> None:
     """The (sampler, seed) grid, ``args.parallel`` studies at a time, each a single-threaded process."""
-    grid = [(s, seed) for s in args.samplers for seed in args.seeds]
+    grid = [(s, seed) for seed in args.seeds for s in args.samplers]  # seed by seed: partial runs compare
     passthrough = ["--trials", str(args.trials), "--evaluator", args.evaluator, "--board", args.board,
                    "--space", args.space, "--epochs", str(args.epochs), "--fraction", str(args.fraction)]
     env = {**os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_cpu_multi_thread_eigen=false"}
@@ -96,10 +96,11 @@ def report(args: argparse.Namespace) -> None:
 
     quiet_optuna()
     studies = {}
-    for sampler in args.samplers:
-        for seed in args.seeds:
+    for seed in args.seeds:
+        for sampler in args.samplers:
             cfg = _config(args, sampler, seed)
-            studies[sampler, seed] = (cfg, open_study(cfg))
+            if (cfg.run_dir / "study.db").is_file():
+                studies[sampler, seed] = (cfg, open_study(cfg))
     usable = [t for cfg, st in studies.values() for t in usable_trials(st, cfg)]
     if not usable:
         raise SystemExit("no usable trial in any study")
@@ -113,6 +114,9 @@ def report(args: argparse.Namespace) -> None:
     cost: dict[str, list[tuple[float, float, float]]] = {}
     for (sampler, seed), (cfg, st) in studies.items():
         done = _completed(st)[: args.trials]
+        if len(done) < args.trials:
+            print(f"{sampler:>7} seed {seed}: only {len(done)} of {args.trials} trials (incomplete; left out)")
+            continue
         ok = {t.number for t in usable_trials(st, cfg)}
         curve, pts = [], []
         for t in done:
@@ -128,6 +132,9 @@ def report(args: argparse.Namespace) -> None:
         print(f"{sampler:>7} seed {seed}: HV {curve[-1] if curve else 0:.4f} after {len(done)} trials "
               f"({n_trained} trained within budget)")
 
+    if not curves:
+        print("no study has all its trials yet")
+        return
     n = args.trials
     target = statistics.mean(c[-1] for c in curves["random"]) if "random" in curves else None
     print(f"\nsampler   HV after {n} (mean ± sd)   HV after {n // 2}   trials to reach random's {n}-trial HV")
@@ -158,7 +165,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--trials", type=int, default=50)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--samplers", nargs="+", default=["tpe", "nsga2", "random"])
+    p.add_argument("--samplers", nargs="+", default=["tpe", "random", "nsga2"])
     p.add_argument("--evaluator", default="emulator")
     p.add_argument("--board", default="mps2-an386")
     p.add_argument("--space", default="ds-cnn")
