@@ -67,6 +67,7 @@ class Board:
     icount_shift: int | None = None   # QEMU: -icount shift=N, each instruction takes 2**N ns
     serial_url: str | None = None     # real boards: the usual port of the ST-LINK VCP
     baud: int = 115200
+    pyocd_target: str | None = None   # real boards: pyOCD's name for the part (its CMSIS pack)
     cpi: float = 1.0
     cpi_source: str = ""
 
@@ -131,6 +132,7 @@ def _board(name: str, row: dict) -> Board:
             uart_rx_irq=int(uart["rx_irq"]), num_irqs=int(row["num_irqs"]), link_kind=link["kind"],
             qemu_machine=link.get("machine"), qemu_cpu=link.get("cpu"), systick_hz=link.get("systick_hz"),
             icount_shift=link.get("icount_shift"), serial_url=link.get("url"), baud=int(link.get("baud", 115200)),
+            pyocd_target=link.get("pyocd_target"),
             cpi=float(row["cpi"]), cpi_source=row.get("cpi_source", ""))
     except KeyError as e:
         raise BoardError(f"board {name}: missing field {e.args[0]!r} in {_TABLE.name}") from None

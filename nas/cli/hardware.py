@@ -32,6 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "implies --evaluator serial")
     p.add_argument("--evaluator", choices=EVALUATORS, help="default: emulator for QEMU boards (analytic when "
                    "arm-none-eabi-gcc or qemu-system-arm is missing), serial for real boards")
+    p.add_argument("--flash", metavar="TOOL", help="flash the firmware first (serial boards): 'pyocd', "
+                   "'pyocd:TARGET', or a command with {elf}/{bin}/{hex}, e.g. \"st-flash --reset write {bin} "
+                   "0x08000000\" (run without a shell)")
+    p.add_argument("--probe", metavar="ID", help="pyOCD: part of the debug probe's unique ID")
     p.add_argument("--no-cache", action="store_true", help="measure again even if a cached result exists")
     p.add_argument("--json", action="store_true", help="print the measurement as JSON")
     p.set_defaults(handler=_measure)
@@ -102,7 +106,7 @@ def board_row(board, default: bool = False) -> dict[str, Any]:
         "name": board.name, "description": board.description, "core": board.core, "dsp": board.dsp,
         "fpu": board.fpu, "flash_bytes": board.flash_bytes, "ram_bytes": board.ram_bytes,
         "clock_hz": board.clock_hz, "counter": board.counter, "link": board.link_kind,
-        "qemu_machine": board.qemu_machine, "serial_url": board.serial_url,
+        "qemu_machine": board.qemu_machine, "serial_url": board.serial_url, "pyocd_target": board.pyocd_target,
         "baud": None if board.emulated else board.baud, "cpi": board.cpi, "cpi_source": board.cpi_source,
         "default": default,
     }
@@ -139,7 +143,7 @@ def _columns(rows: list[tuple[str, ...]], right: set[int]) -> list[str]:
 # ---- nas measure ----
 
 def make_evaluator(kind: str | None, board, *, port: str | None = None, variant: str | None = None,
-                   cache: bool = True):
+                   cache: bool = True, flash: str | None = None, probe: str | None = None):
     """The evaluator for ``--evaluator``/``--port`` on ``board`` (see ``nas measure --help`` for defaults)."""
     from hardware.emulator import have_qemu
     from hardware.firmware.build import have_toolchain
@@ -159,8 +163,12 @@ def make_evaluator(kind: str | None, board, *, port: str | None = None, variant:
                         "(or --evaluator analytic)")
     if kind == "analytic":
         return AnalyticEvaluator(variant=variant)  # pure and fast: not worth a disk cache
+    if flash and kind != "serial":
+        raise UserError(f"--flash is for real boards (--evaluator serial), not {kind}")
     if kind == "serial":
-        return SerialBoardEvaluator(port, variant=variant, cache=cache)
+        from hardware.flashing import make_programmer
+
+        return SerialBoardEvaluator(port, variant=variant, cache=cache, program=make_programmer(flash, probe=probe))
     return EmulatorEvaluator(variant=variant, cache=cache)
 
 
@@ -187,7 +195,8 @@ def measurement_dict(m, model: str) -> dict[str, Any]:
 def _measure(args: argparse.Namespace) -> int:
     data, _ = _load_int8(args.model)
     board, variant = _resolve_board(args)
-    m = make_evaluator(args.evaluator, board, port=args.port, variant=variant, cache=not args.no_cache).measure(
+    m = make_evaluator(args.evaluator, board, port=args.port, variant=variant, cache=not args.no_cache,
+                       flash=args.flash, probe=args.probe).measure(
         data, board)
     if args.json:
         print(json.dumps(measurement_dict(m, str(args.model)), indent=2))

@@ -23,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--board", help="board name (nas boards)")
     p.add_argument("--evaluator", choices=("emulator", "analytic", "serial"))
     p.add_argument("--port", help="pyserial URL of a real board (--evaluator serial)")
+    p.add_argument("--flash", metavar="TOOL", help="real boards: flash each candidate with 'pyocd' or a command "
+                   "with {elf}/{bin}/{hex} (run without a shell)")
     p.add_argument("--objectives", help="comma list of error, flash_bytes, ram_bytes, latency, macs, params")
     p.add_argument("--budget", action="append", default=[], metavar="KEY=VALUE",
                    help="hard budget, e.g. flash_bytes=262144, ram_bytes=65536, latency_ms=50 (repeatable)")
@@ -120,7 +122,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
     objectives = None if args.objectives is None else tuple(o.strip() for o in args.objectives.split(",") if o.strip())
     return load_config(args.config, name=args.name, space=args.space, data=args.data, split_rule=args.split_rule,
-                       noise=args.noise, board=args.board, evaluator=args.evaluator, port=args.port,
+                       noise=args.noise, board=args.board, evaluator=args.evaluator, port=args.port, flash=args.flash,
                        objectives=objectives, budgets=_budgets(args.budget), sampler=args.sampler,
                        trials=args.trials, time_limit_s=args.time_limit_s, workers=args.workers, seed=args.seed,
                        storage=args.storage, train_epochs=args.train_epochs, train_time_s=args.train_time_s,

@@ -65,7 +65,9 @@ def make_evaluator(cfg: SearchConfig) -> Evaluator:
         return EmulatorEvaluator()
     if cfg.evaluator == "analytic":
         return AnalyticEvaluator()
-    return SerialBoardEvaluator(cfg.port)
+    from hardware.flashing import make_programmer
+
+    return SerialBoardEvaluator(cfg.port, program=make_programmer(cfg.flash))
 
 
 def load_data(cfg: SearchConfig) -> TrainData:

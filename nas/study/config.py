@@ -56,6 +56,7 @@ class SearchConfig:
     board: str = "mps2-an386"
     evaluator: str = "emulator"
     port: str | None = None  # pyserial URL for evaluator = "serial"
+    flash: str | None = None  # real boards: "pyocd", "pyocd:TARGET" or a command with {elf}/{bin}/{hex}
     objectives: tuple[str, ...] = ("error", "flash_bytes", "ram_bytes", "latency")
     budgets: dict[str, float] = field(default_factory=dict)  # e.g. {"flash_bytes": 262144, "latency_ms": 50}
     sampler: str = "tpe"
