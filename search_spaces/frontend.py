@@ -216,6 +216,10 @@ PRESETS: dict[str, FrontEndConfig] = {
     "mlperf-tiny": _MLPERF_TINY,
     # The MLPerf Tiny pipeline stopped before the DCT: 49 x 40 log-mel magnitudes.
     "log-mel": _MLPERF_TINY.replace(name="log-mel", n_coeffs=None),
+    # Edge Impulse's MFCC block defaults as its KWS tutorials use them: 20 ms frames, 20 ms stride, 32 filters,
+    # 13 coefficients -> 50 x 13. Their pre-emphasis and 300 Hz low cut are not modelled (our MFCC is TF's).
+    "edge-impulse": _HELLO_EDGE.replace(name="edge-impulse", window_samples=320, stride_samples=320, n_mels=32,
+                                        n_coeffs=13),
 }
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from search_spaces.frontend import get_frontend
-from search_spaces.spec import ArchSpec, Conv, Dense, Dropout, DSConv, Flatten, GlobalAvgPool, SpecError
+from search_spaces.spec import ArchSpec, Conv, Dense, Dropout, DSConv, Flatten, GlobalAvgPool, MaxPool, SpecError
 
 _ML_ZOO = "ARM-software/ML-zoo@fec0bb5 models/keyword_spotting"
 _HELLO_EDGE = "Hello Edge, Zhang et al. 2017, arXiv:1711.07128"
@@ -147,6 +147,41 @@ def _micronet(name: str, stem: int, blocks: tuple[int, ...], folder: str, publis
     )
 
 
+# --- Edge Impulse-style 1-D convolution: the seed survey's Edge Impulse comparison model. -------------------------
+def _ei_conv1d() -> ArchSpec:
+    # Conv1D over time with the 13 MFCCs as channels == a 2-D conv whose kernel spans all 13 coefficients.
+    # The first conv is VALID (48 frames, not Edge Impulse's SAME 50): 2-D SAME would also pad the coefficient
+    # axis. Edge Impulse's default has no batch norm.
+    return ArchSpec(
+        name="ei-conv1d", family="edge-impulse", frontend=get_frontend("edge-impulse"),
+        layers=(
+            Conv(8, (3, 13), padding="valid", batch_norm=False),
+            MaxPool((2, 1)),
+            Dropout(0.25),
+            Conv(16, (3, 1), padding="same", batch_norm=False),
+            MaxPool((2, 1)),
+            Dropout(0.25),
+            Flatten(),
+        ),
+        meta={
+            "paper": "Garai & Samui, Exploring TinyML Frameworks for Small-Footprint Keyword Spotting "
+                     "(the Edge Impulse rows of its comparison)",
+            "source": "Edge Impulse's default keyword-spotting classifier as its Studio generates it in Keras "
+                      "expert mode",
+            "published": {
+                "architecture": "Reshape(frames, 13), Conv1D(8, 3, relu, same), MaxPool1D(2, same), Dropout(0.25), "
+                                "Conv1D(16, 3, relu, same), MaxPool1D(2, same), Dropout(0.25), Flatten, "
+                                "Dense(classes, softmax)",
+                "frontend": "MFCC block: frame length 0.02 s, stride 0.02 s, 32 filters, 13 coefficients",
+                "where": "Edge Impulse Studio, keyword-spotting tutorial project, classifier block (Keras expert "
+                         "mode); no accuracy is stated here, the seed survey's own table has its figures",
+            },
+            "notes": "EI-style, not Edge Impulse's own pipeline: the first convolution is VALID (48 output "
+                     "frames instead of 50), and the MFCC is TF's (no pre-emphasis)",
+        },
+    )
+
+
 def _micronet_published(accuracy: float, tflite_bytes: int, flash_kb: float, sram_kb: float,
                         mops: float) -> dict[str, Any]:
     return {
@@ -184,6 +219,7 @@ def _build() -> dict[str, ArchSpec]:
                           "86,100 (TFLM aligns each tensor to 16 bytes)"),
         _micronet("micronet-kws-l", 276, (248, 276, 276, 248, 248, 248, 248),
                   "micronet_large", _micronet_published(96.5, 658832, 612, 208.8, 129)),
+        _ei_conv1d(),
     ]
     return {s.name: s for s in specs}
 

@@ -28,12 +28,14 @@ PINNED = {
     "micronet-kws-s": (60240, 8326752, 51660, 63552, "546c130d6473ff19"),
     "micronet-kws-m": (111984, 15556352, 86100, 116640, "747ca56d7644a040"),
     "micronet-kws-l": (500328, 65714076, 169740, 512028, "b0bbd2bde36e7b1e"),
+    "ei-conv1d": (3036, 26496, 1034, 3144, "f1ed42ba497a219a"),
 }
 
 FRONTENDS = {
     "dnn": "hello-edge-dnn",  # 40 ms windows, 40 ms stride: 25 x 10
     "cnn": "hello-edge",  # 40 ms / 20 ms: 49 x 10
     "ds-cnn": "hello-edge",
+    "edge-impulse": "edge-impulse",  # 20 ms / 20 ms, 13 coefficients: 50 x 13
     "micronet": "hello-edge",  # ML-zoo: "MFCC computed from a speech frame of length 40ms and stride 20ms"
 }
 
@@ -84,7 +86,8 @@ def test_frontends_as_published(name: str) -> None:
     spec = get_preset(name)
     expected = "mlperf-tiny" if name == "mlperf-tiny-ds-cnn" else FRONTENDS[spec.family]
     assert spec.frontend == get_frontend(expected)
-    assert spec.input_shape == ((25, 10, 1) if spec.family == "dnn" else (49, 10, 1))
+    shapes = {"dnn": (25, 10, 1), "edge-impulse": (50, 13, 1)}
+    assert spec.input_shape == shapes.get(spec.family, (49, 10, 1))
     assert spec.num_classes == 12
 
 

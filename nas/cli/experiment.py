@@ -1,0 +1,67 @@
+"""``nas experiment seed-frameworks``: the seed survey's framework comparison (see
+`nas.experiments.seed_frameworks`), one command from data to ``table.md``, ``table.json`` and plots."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+from nas.data.layout import SPLIT_RULES
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("experiment", help="reproduce a paper's experiment (seed-frameworks)")
+    verbs = p.add_subparsers(dest="experiment", metavar="EXPERIMENT", required=True)
+    s = verbs.add_parser("seed-frameworks", help="DNN/CNN/DS-CNN/MicroNet S+L and an Edge Impulse-style model: "
+                         "float32 vs int8 size and accuracy, and flash/RAM/latency on emulated Cortex-M4 and M7")
+    s.add_argument("config", nargs="?", type=Path, help="an experiment .toml (default: built-in defaults; "
+                   "experiments/seed/ has the default-corpus and real-speech ones)")
+    s.add_argument("--data", help="a Speech Commands-style folder, or 'default'")
+    s.add_argument("--split-rule", dest="split_rule", choices=SPLIT_RULES)
+    s.add_argument("--noise", help="background-noise folder")
+    s.add_argument("--board", action="append", dest="boards", metavar="NAME",
+                   help="a board to measure on (repeatable; default: mps2-an386 and mps2-an500)")
+    s.add_argument("--presets", help="comma list (default: the seed's eight models and ei-conv1d)")
+    s.add_argument("--protocols", help="comma list of 10 and/or 12 (default both)")
+    s.add_argument("--epochs", type=int)
+    s.add_argument("--time-s", dest="time_s", type=float, help="training seconds per model")
+    s.add_argument("--seed", type=int)
+    s.add_argument("--reference", action="append", default=[], metavar="MODEL.tflite[:FRONTEND]",
+                   help="a third-party int8 KWS model to evaluate and measure alongside (repeatable)")
+    s.add_argument("--out", type=Path, help="results folder (default: results/seed-frameworks-<data>)")
+    s.set_defaults(handler=_seed_frameworks)
+
+
+def _split(text: str | None) -> tuple[str, ...] | None:
+    return None if text is None else tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def _seed_frameworks(args: argparse.Namespace) -> int:
+    from nas import runtime
+
+    runtime.ensure_fast_allocator()
+    from nas.cli.search import quiet_optuna
+
+    quiet_optuna(args.verbose)  # also silences JAX's fork warning at every gcc/QEMU launch
+    from nas.experiments.seed_frameworks import load_seed_config, run_seed_frameworks, write_outputs
+
+    for ref in args.reference:
+        if not Path(ref).is_file() and not Path(ref.rpartition(":")[0]).is_file():
+            raise FileNotFoundError(f"--reference {ref}: no such .tflite file")
+    cfg = load_seed_config(args.config, data=args.data, split_rule=args.split_rule, noise=args.noise,
+                           boards=args.boards, presets=_split(args.presets), protocols=_split(args.protocols),
+                           epochs=args.epochs, time_s=args.time_s, seed=args.seed,
+                           references=tuple(args.reference) or None)
+    out = args.out or Path("results") / f"seed-frameworks-{Path(cfg.data).name}"
+    command = "nas " + shlex.join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("nas") else \
+        "nas experiment seed-frameworks " + shlex.join(str(a) for a in ([args.config] if args.config else []))
+    result = run_seed_frameworks(cfg, out, progress=lambda msg: log.info("%s", msg))
+    paths = write_outputs(result, out, command.strip())
+    print((out / "table.md").read_text())
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0

@@ -1,0 +1,62 @@
+"""`nas experiment seed-frameworks` end to end on the tiny corpus: both label protocols, a preset and the
+Edge Impulse-style model, a third-party .tflite beside them, the emulated M4; rows resume from disk."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from hardware.emulator import have_qemu
+from hardware.firmware.build import have_toolchain
+
+pytestmark = pytest.mark.skipif(not (have_toolchain() and have_qemu()), reason="needs arm-none-eabi-gcc and QEMU")
+
+
+def test_seed_frameworks_table_plots_and_resume(tmp_path: Path, tiny_corpus: Path) -> None:
+    from nas.cli import main as nas_main
+
+    out = tmp_path / "res"
+    args = ["experiment", "seed-frameworks", "--data", str(tiny_corpus), "--presets", "ei-conv1d,dnn-s",
+            "--epochs", "1", "--board", "mps2-an386", "--out", str(out)]
+    assert nas_main(args) == 0
+    table = json.loads((out / "table.json").read_text())
+    rows = {(r["protocol"], r["model"]): r for r in table["rows"]}
+    assert set(rows) == {(p, m) for p in ("10", "12") for m in ("ei-conv1d", "dnn-s")}
+    for (protocol, _), r in rows.items():
+        assert r["classes"] == int(protocol)
+        assert 0 < r["int8_tflite_bytes"] < r["float32_tflite_bytes"]
+        assert r["size_reduction_pct"] == pytest.approx(100 * (1 - r["int8_tflite_bytes"] / r["float32_tflite_bytes"]))
+        assert 0 <= r["int8_test_accuracy"] <= 1 and r["arena_bytes"] > 0
+        assert r["mps2-an386.ok"] and r["mps2-an386.output_match"] is True
+        assert r["mps2-an386.counter"] == "instructions" and r["mps2-an386.latency_kind"] == "estimated"
+        assert r["mps2-an386.flash_bytes"] > r["int8_tflite_bytes"] // 2
+    assert rows["12", "ei-conv1d"]["params"] == 3036  # the pinned preset, 12 outputs
+    md = (out / "table.md").read_text()
+    assert "## 10 keywords" in md and "## 12 classes" in md and "| ei-conv1d |" in md and "69 %" in md
+    assert {p.name for p in out.glob("*.png")} == {"accuracy_vs_flash.png", "accuracy_vs_latency.png",
+                                                   "size_float_vs_int8.png"}
+    # a second run reads every row back (nothing retrained), and adds a third-party model beside them
+    reference = Path(rows["12", "dnn-s"]["tflite"])
+    t0 = time.perf_counter()
+    assert nas_main([*args, "--reference", f"{reference}:hello-edge-dnn", "--protocols", "12"]) == 0
+    assert time.perf_counter() - t0 < 60
+    again = {(r["protocol"], r["model"]): r for r in json.loads((out / "table.json").read_text())["rows"]}
+    assert again["12", "dnn-s"]["train_s"] == rows["12", "dnn-s"]["train_s"]
+    ref = again["12", reference.name]
+    assert ref["kind"] == "reference" and ref["int8_test_accuracy"] == pytest.approx(
+        rows["12", "dnn-s"]["int8_test_accuracy"])  # the same model evaluated the third-party way agrees
+    assert ref["mps2-an386.flash_bytes"] == rows["12", "dnn-s"]["mps2-an386.flash_bytes"]
+
+
+def test_bad_experiment_inputs_are_named(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from nas.cli import main as nas_main
+
+    assert nas_main(["experiment", "seed-frameworks", "--presets", "dnn-xl", "--out", str(tmp_path)]) == 2
+    assert "unknown preset 'dnn-xl'" in capsys.readouterr().err
+    assert nas_main(["experiment", "seed-frameworks", "--protocols", "35", "--out", str(tmp_path)]) == 2
+    assert "protocols must be" in capsys.readouterr().err
+    assert nas_main(["experiment", "seed-frameworks", "--reference", "nope.tflite", "--out", str(tmp_path)]) == 2
+    assert "nope.tflite" in capsys.readouterr().err
