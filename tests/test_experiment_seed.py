@@ -60,3 +60,27 @@ def test_bad_experiment_inputs_are_named(tmp_path: Path, capsys: pytest.CaptureF
     assert "protocols must be" in capsys.readouterr().err
     assert nas_main(["experiment", "seed-frameworks", "--reference", "nope.tflite", "--out", str(tmp_path)]) == 2
     assert "nope.tflite" in capsys.readouterr().err
+
+
+def test_real_speech_search_small(tmp_path: Path, tiny_corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real-speech experiment's whole path, small: a search per space, picks and a preset retrained
+    alike and compared on test, a verdict per preset; a second run reuses everything."""
+    from nas.cli import main as nas_main
+
+    monkeypatch.chdir(tmp_path)
+    args = ["experiment", "real-speech-search", "--data", str(tiny_corpus), "--split-rule", "hash", "--noise", "",
+            "--evaluator", "analytic", "--spaces", "dnn", "--presets", "dnn-s", "--trials", "2", "--workers", "1",
+            "--search-epochs", "1", "--picks", "2", "--final-epochs", "1", "--name", "rs"]
+    assert nas_main(args) == 0
+    table = json.loads(Path("results/rs/table.json").read_text())
+    kinds = [r["kind"] for r in table["rows"]]
+    assert kinds.count("preset") == 1 and 1 <= kinds.count("search") <= 2
+    assert all(0 <= r["int8_test_accuracy"] <= 1 and r["flash_bytes"] > 0 for r in table["rows"])
+    (verdict,) = table["verdicts"]
+    assert verdict["preset"] == "dnn-s" and set(verdict) >= {"dominated_by", "more_accurate", "within_budget"}
+    md = Path("results/rs/table.md").read_text()
+    assert "Where the search beat the presets" in md and "**dnn-s**" in md
+    assert table["studies"]["dnn"]["trained"] >= 2
+    t0 = time.perf_counter()
+    assert nas_main(args) == 0  # finished searches and cached final figures: nothing is trained again
+    assert time.perf_counter() - t0 < 30

@@ -36,6 +36,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--out", type=Path, help="results folder (default: results/seed-frameworks-<data>)")
     s.set_defaults(handler=_seed_frameworks)
 
+    r = verbs.add_parser("real-speech-search", help="search ds-cnn and micronet on real speech under a Cortex-M4 "
+                         "budget; retrain the Pareto picks and the presets alike; compare on the test split")
+    r.add_argument("config", nargs="?", type=Path, help="an experiment .toml (default: built-in defaults, the "
+                   "same as experiments/search/real-speech.toml)")
+    r.add_argument("--data")
+    r.add_argument("--split-rule", dest="split_rule", choices=SPLIT_RULES)
+    r.add_argument("--noise", help="background-noise folder ('' for none)")
+    r.add_argument("--board")
+    r.add_argument("--evaluator", choices=("emulator", "analytic", "serial"))
+    r.add_argument("--spaces", help="comma list of search spaces (default ds-cnn,micronet)")
+    r.add_argument("--presets", help="comma list of presets to compare against")
+    r.add_argument("--trials", type=int, help="trained candidates per space")
+    r.add_argument("--workers", type=int)
+    r.add_argument("--search-epochs", dest="search_epochs", type=int)
+    r.add_argument("--search-time-s", dest="search_time_s", type=float)
+    r.add_argument("--picks", type=int, help="Pareto models to retrain and test")
+    r.add_argument("--final-epochs", dest="final_epochs", type=int)
+    r.add_argument("--final-time-s", dest="final_time_s", type=float)
+    r.add_argument("--name", help="study name prefix (folders under runs/)")
+    r.add_argument("--out", type=Path, help="results folder (default: results/<name>)")
+    r.set_defaults(handler=_real_speech_search)
+
 
 def _split(text: str | None) -> tuple[str, ...] | None:
     return None if text is None else tuple(t.strip() for t in text.split(",") if t.strip())
@@ -58,10 +80,35 @@ def _seed_frameworks(args: argparse.Namespace) -> int:
                            epochs=args.epochs, time_s=args.time_s, seed=args.seed,
                            references=tuple(args.reference) or None)
     out = args.out or Path("results") / f"seed-frameworks-{Path(cfg.data).name}"
-    command = "nas " + shlex.join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("nas") else \
-        "nas experiment seed-frameworks " + shlex.join(str(a) for a in ([args.config] if args.config else []))
+    command = _command_line("nas experiment seed-frameworks " + (str(args.config) if args.config else ""))
     result = run_seed_frameworks(cfg, out, progress=lambda msg: log.info("%s", msg))
     paths = write_outputs(result, out, command.strip())
     print((out / "table.md").read_text())
     print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def _command_line(default: str) -> str:
+    return "nas " + shlex.join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("nas") else default
+
+
+def _real_speech_search(args: argparse.Namespace) -> int:
+    from nas import runtime
+
+    runtime.ensure_fast_allocator()
+    from nas.cli.search import quiet_optuna
+
+    quiet_optuna(args.verbose)
+    from nas.experiments.real_speech_search import load_real_search_config, run_real_speech_search, write_outputs
+
+    cfg = load_real_search_config(args.config, data=args.data, split_rule=args.split_rule, noise=args.noise,
+                                  board=args.board, evaluator=args.evaluator, spaces=_split(args.spaces),
+                                  presets=_split(args.presets), trials=args.trials, workers=args.workers,
+                                  search_epochs=args.search_epochs, search_time_s=args.search_time_s,
+                                  picks=args.picks, final_epochs=args.final_epochs, final_time_s=args.final_time_s,
+                                  name=args.name)
+    out = args.out or Path("results") / cfg.name
+    result = run_real_speech_search(cfg, out)
+    write_outputs(result, out, _command_line("nas experiment real-speech-search"))
+    print((out / "table.md").read_text())
     return 0
