@@ -506,12 +506,15 @@ def _has_codegen() -> bool:
 # error) to per-op emulator counts of DS-CNN-S and four mixed conv/depthwise/pool/add/mean/FC/
 # softmax graphs on mps2-an386: (per MAC, per output element, per input element). Largest
 # relative error of the fit: conv 54 % plain / 19 % dsp (kernel-shape effects), others <= 7 %.
+# dsp CONV_2D and DEPTHWISE_CONV_2D refitted to DS-CNN-S after the 3-pixel GEMM and the
+# channel-plane depthwise kernel (generator 3): pointwise exact, the 10x4 stem ~18 % under
+# (im2col of 1-channel windows); strided / VALID depthwise still take the row kernel (~2x more).
 _COSTS = {
     "plain": {OpKind.CONV_2D: (5.57, 52.4, 0.0), OpKind.DEPTHWISE_CONV_2D: (20.2, 0.0, 0.0),
               OpKind.FULLY_CONNECTED: (6.79, 45.4, 2.04), OpKind.AVERAGE_POOL_2D: (0.0, 19.9, 0.15),
               OpKind.MAX_POOL_2D: (0.0, 16.0, 0.4), OpKind.MEAN: (0.0, 27.0, 5.05),
               OpKind.ADD: (0.0, 34.9, 0.0), OpKind.SOFTMAX: (0.0, 64.3, 0.0)},
-    "dsp": {OpKind.CONV_2D: (1.19, 16.7, 0.0), OpKind.DEPTHWISE_CONV_2D: (5.79, 0.0, 0.0),
+    "dsp": {OpKind.CONV_2D: (0.95, 7.5, 0.0), OpKind.DEPTHWISE_CONV_2D: (2.14, 0.0, 0.0),
             OpKind.FULLY_CONNECTED: (1.93, 24.6, 0.0), OpKind.AVERAGE_POOL_2D: (0.0, 16.5, 0.81),
             OpKind.MAX_POOL_2D: (0.0, 16.0, 0.41), OpKind.MEAN: (0.0, 23.1, 5.19),
             OpKind.ADD: (0.0, 34.9, 0.0), OpKind.SOFTMAX: (0.0, 64.3, 0.0)},

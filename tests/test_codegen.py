@@ -70,7 +70,7 @@ def test_ds_cnn_s_bit_exact(dscnn, variant, cache):
     assert gm.model_digest == dscnn.digest()[:16]
     assert sum(o.macs for o in gm.ops) == dscnn.macs()
     if variant != "plain":
-        assert gm.kernels[:3] == ("conv_dsp", "dwconv_dsp", "conv_dsp")
+        assert gm.kernels[:3] == ("conv_dsp", "dwplane_dsp", "conv_dsp")
         assert gm.wide_weights == (variant == "wide")
 
 
@@ -82,7 +82,8 @@ def test_ds_cnn_s_shares_kernels_and_keeps_weights_int8(dscnn):
         assert len(re.findall(r"static void kws_k\d+\(", src)) == 6  # stem, dw, pw, pool, fc, softmax
     dsp, wide = (generate(dscnn, "dsp", wide_weights=w).files["kws_model.c"] for w in (False, True))
     assert not re.search(r"const int16_t kws_op\d+_w\[", dsp)
-    assert len(re.findall(r"const int16_t kws_op\d+_w\[", wide)) == 10  # conv, depthwise and FC weights
+    # conv and FC weights (the depthwise layers' channel-plane kernel keeps its 9 weights a channel int8)
+    assert len(re.findall(r"const int16_t kws_op\d+_w\[", wide)) == 6
 
 
 def test_large_depthwise_scratch_only_where_the_arena_allows(cache, monkeypatch):
@@ -91,8 +92,9 @@ def test_large_depthwise_scratch_only_where_the_arena_allows(cache, monkeypatch)
     from hardware.codegen import _lower
 
     rng = np.random.default_rng(3)
-    b = GraphBuilder(rng, (1, 13, 9, 128), input_scale=0.05, input_zero_point=3, jitter=0.2)
-    x = b.depthwise(b.input, (3, 3), (1, 1), Padding.SAME, per_channel=True, bias=True, dilation=(1, 1), spread=1.0)
+    b = GraphBuilder(rng, (1, 13, 9, 160), input_scale=0.05, input_zero_point=3, jitter=0.2)
+    # VALID: not the shape-preserving case kws_dwplane_dsp takes, so the row-window kernel
+    x = b.depthwise(b.input, (3, 3), (1, 1), Padding.VALID, per_channel=True, bias=True, dilation=(1, 1), spread=1.0)
     g = b.finish([b.conv(b.conv(x, 512, (1, 1), spread=1.0), 8, (1, 1), spread=1.0)])  # the peak comes later
     core = int8_core(g).graph
     small = _lower.lower(core, core.ops[0], "dsp", 0)
@@ -241,7 +243,9 @@ def _tight(order: str):
     def place(buffers, pairs):
         (o, i), (_, sh) = next(iter(pairs.items()))
         a = _plan.ALIGN
-        if order == "fwd":
+        if sh.exact:  # an exactly-in-place kernel (kws_dwplane_dsp): the output on its input
+            shift = 0
+        elif order == "fwd":
             shift = min(sh.fwd, buffers[i].size) // a * a
         else:
             shift = -(-max(sh.rev, -buffers[o].size) // a) * a
@@ -422,3 +426,39 @@ def test_cross_compiles_for_cortex_m(dscnn, variant, tmp_path):
     undefined = subprocess.run([ARM_GCC.replace("gcc", "nm"), "-u", str(obj)], capture_output=True,
                                text=True).stdout.split()
     assert set(undefined[1::2]) <= {"memcpy", "memset"}  # no libgcc helpers (64-bit division, ...)
+
+
+# ---- the inline-asm paths, on the emulated Cortex-M4 (the host runs their C twins) ----
+
+def _asm_path_graph(h: int, seed: int) -> Int8Graph:
+    """Stride-1 SAME 3x3 depthwise over 8 and 12 channels (the whole-plane asm kernel) with every fused
+    activation and output zero points detuned off -128 (so the clamps bite), output heights of every
+    residue mod 4 (the kernel's 4-row groups and tails), and 1x1 convolutions with even and odd
+    channel counts (the 3-pixel x 2-channel GEMM and its short last group)."""
+    from hardware.graph import Activation
+
+    rng = np.random.default_rng(seed)
+    b = GraphBuilder(rng, (1, h, int(rng.integers(3, 7)), 8), input_scale=0.05,
+                     input_zero_point=int(rng.integers(-60, 60)), jitter=0.6)
+    x = b.depthwise(b.input, (3, 3), act=Activation.NONE, spread=2.0)
+    x = b.conv(x, 12, (1, 1), act=Activation.RELU6)
+    x = b.depthwise(x, (3, 3), act=Activation.RELU6, spread=1.0)
+    x = b.conv(x, 7, (1, 1), act=Activation.NONE, spread=2.0)
+    x = b.conv(x, 8, (1, 1), act=Activation.RELU)
+    x = b.depthwise(x, (3, 3), act=Activation.RELU)
+    return b.finish([b.fc(b.mean(x), 5, Activation.NONE)])
+
+
+@pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
+                    reason="needs qemu-system-arm and arm-none-eabi-gcc")
+@pytest.mark.parametrize("h", [5, 6, 7, 8])
+def test_asm_kernel_paths_bit_exact_on_the_emulated_m4(h):
+    from hardware.boards import get_board
+    from hardware.measure import EmulatorEvaluator
+    from hardware.tflite_io import write_tflite
+
+    m = EmulatorEvaluator(variant="dsp", checks=4).measure(write_tflite(_asm_path_graph(h, 100 + h)),
+                                                           get_board("mps2-an386"))
+    assert m.ok, m.error
+    assert m.output_match is True
+    assert any(o.kind == "DEPTHWISE_CONV_2D" for o in m.ops)

@@ -10,13 +10,15 @@ arrays in flash; one static activation arena laid out from tensor lifetimes, out
 their inputs where the kernel's visiting order allows (``_inplace``, ``_plan``); RESHAPE as an
 alias; one kernel call per op with every shape a literal, the kernels forced inline into one C
 function per distinct call, so each is specialised and layers of the same shape share it. ``variant="plain"`` is portable C99; ``"dsp"`` adds SMLAD/SXTB16 kernels for
-Cortex-M4/M7/M33 (conv and fully connected as im2col + GEMM, depthwise with paired taps), which
-compile on any host through portable intrinsics; ``wide_weights=True`` stores the DSP weights
-as int16 (fewer instructions, twice their flash). All are bit-exact with ``hardware.reference``.
+Cortex-M4/M7/M33 (conv as im2col + GEMM over 3 pixels x 2 channels, fully connected as im2col +
+GEMM, stride-1 SAME depthwise over whole channel planes exactly in place, other depthwise with
+paired taps), which compile on any host through portable intrinsics; ``wide_weights=True``
+stores the DSP GEMM (and row-kernel depthwise) weights as int16 (fewer instructions, twice their
+flash). All are bit-exact with ``hardware.reference``.
 
 Measured on DS-CNN-S (emulated Cortex-M4, ``-O2``, ``experiments/benchmarks/bench_hardware.py``):
-23.9 M instructions, 31.3 KB flash (plain); 4.22 M instructions = 1.59 per MAC, 35.8 KB flash
-(dsp, int8 weights); arena 8.4 KB (plain) / 10.7 KB (dsp) against TFLM's 23.4 KB.
+23.9 M instructions, 31.3 KB flash (plain); 3.28 M instructions = 1.24 per MAC, 35.8 KB flash
+(dsp, int8 weights); arena 8.4 KB (plain) / 9.7 KB (dsp) against TFLM's 23.4 KB.
 
 C API (prefix ``kws``): ``kws_input()``, ``kws_output()``, ``kws_run()``, ``kws_invoke(in, out)``,
 ``KWS_INPUT_BYTES``/``KWS_OUTPUT_BYTES``/``KWS_ARENA_BYTES``/``KWS_NUM_OPS``, ``kws_model_digest``,

@@ -14,7 +14,7 @@ from hardware.codegen import _lower, _plan
 from hardware.codegen._core import int8_core
 from hardware.graph import Int8Graph
 
-GENERATOR_VERSION = "2"  # bump when the generated C changes for the same graph (host build cache key)
+GENERATOR_VERSION = "3"  # bump when the generated C changes for the same graph (host build cache key)
 VARIANTS = ("plain", "dsp")
 KERNEL_FILES = {"plain": ("kws_fixedpoint.h", "kws_kernels.h"),
                 "dsp": ("kws_fixedpoint.h", "kws_kernels.h", "kws_acle.h", "kws_kernels_dsp.h")}
@@ -145,7 +145,7 @@ def _safe(text: str) -> str:
 def generate(graph: Int8Graph, variant: str = "plain", prefix: str = "kws", *, wide_weights: bool = False
              ) -> GeneratedModel:
     """C sources for ``graph`` (see :class:`GeneratedModel`). ``wide_weights`` (DSP variant only)
-    stores conv, depthwise and fully-connected weights as int16, ready for SMLAD: fewer
+    stores conv, fully-connected and row-kernel depthwise weights as int16, ready for SMLAD: fewer
     instructions in those layers for twice their weight flash. Raises ValueError for a bad
     variant or prefix and :class:`~hardware.graph.GraphError` for a graph the generator cannot run."""
     return build_model(graph, variant, prefix, _plan.place, wide_weights)

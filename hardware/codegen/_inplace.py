@@ -34,9 +34,12 @@ class Shifts:
 
     fwd: int
     rev: int
+    exact: bool = False  # shift 0 (output exactly over the input) is safe besides
 
     def allows(self, shift: int) -> str | None:
         """'fwd' or 'rev' if ``shift`` is safe in that order, else None."""
+        if self.exact and shift == 0:
+            return "fwd"
         if shift <= self.fwd:
             return "fwd"
         if shift >= self.rev:
@@ -44,7 +47,7 @@ class Shifts:
         return None
 
     def combine(self, other: Shifts) -> Shifts:
-        return Shifts(min(self.fwd, other.fwd), max(self.rev, other.rev))
+        return Shifts(min(self.fwd, other.fwd), max(self.rev, other.rev), self.exact and other.exact)
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,15 @@ def window_stream(in_shape, out_shape, filt, stride, dilation, pad, group: int =
     hi = np.where(ok, hi, -BIG).ravel()
     out_lo, out_hi = _units(n * oh * ow, oc)
     return Stream(out_lo, out_hi, ((lo, hi),), group, buffered)
+
+
+class ExactStream:
+    """A kernel that reads each group of channels whole before writing that group's output over
+    exactly the same bytes (``kws_dwplane_dsp``): its output may lie exactly on its input
+    (shift 0) and nowhere else over it."""
+
+    def shifts(self, j: int) -> Shifts:
+        return Shifts(-BIG, BIG, True)
 
 
 def window_rows_stream(in_shape, out_shape, kh: int, sh: int, dh: int, pt: int) -> Stream:

@@ -146,6 +146,15 @@ def dw_weights(w: np.ndarray, wide: bool = True, scale: int = 1) -> CArray:
     return CArray("w", "int8_t", v.reshape(-1, 4)[:, [0, 2, 1, 3]].ravel())
 
 
+def dwplane_rows(ih: int, kh: int, pt: int) -> int:
+    """Rows per column of kws_dwplane_dsp's int16 planes (even): the padded input rows, and every
+    row word the last pair of output rows loads (whole LDRD pairs)."""
+    m = kh // 2
+    words = 2 * ((m + 2) // 2)              # pair words loaded per filter column
+    last = 2 * ((ih + 1) // 2 - 1)          # first row of the last output pair
+    return max(_ceil(pt + ih, 2), last + 2 * words, _ceil(ih, 4) + 2 if kh == 3 else 0)  # kws_dwp3: groups of 4
+
+
 def lower(graph: Int8Graph, op: Op, variant: str, label: int, wide: bool = False,
           dw_scratch: int = MAX_SCRATCH_BYTES) -> Lowered:
     """Lower ``op`` of ``graph``; ``label`` is the op's index in the caller's graph (for messages);
@@ -178,6 +187,28 @@ def _conv(graph: Int8Graph, k: int, op: Op, variant: str, wide: bool = False) ->
     tail = _args(p.input_offset, p.output_offset, p.act_min, p.act_max)
     b = "{b}" if bias is not None else "0"
     k4 = _ceil(kh * kw * ic, 4)
+    if variant == "dsp" and not wide and 3 * k4 * 2 <= MAX_SCRATCH_BYTES and 2 * k4 * 2 <= 1020 \
+            and oc >= MIN_GEMM_CHANNELS:
+        # three pixels per weight load (kws_gemm3: its LDRD offsets reach 2 * k4 * 2 bytes)
+        if mode == 2 and oc % 2 == 0:  # constants as one record per pair of channels
+            m = np.asarray(p.multiplier, np.int64).reshape(-1, 2)
+            right = -np.asarray(p.shift, np.int64).reshape(-1, 2)
+            rnd = (1 << (right - 1)) + (p.output_offset << right)
+            rec = np.stack([m[:, 0], rnd[:, 0], m[:, 1], rnd[:, 1], right[:, 0] | right[:, 1] << 8], axis=1)
+            arrays = [gemm_weights(wmat), CArray("g", "int32_t", rec)]
+            if bias is not None:
+                arrays.append(CArray("b", "int32_t", bias))
+            call = (f"kws_conv3r_dsp({{in0}}, {{out}}, {{w}}, {b}, {{g}}, (int16_t *)({{scratch}}), {_args(*geo)}, "
+                    f"{_args(p.input_offset, p.act_min, p.act_max)}, {{rev}});")
+            stream = _inplace.window_stream(*_window(graph, op), (kh, kw), p.stride, p.dilation, p.pad, 3, True)
+            return Lowered(op.kind, (op.inputs[0],), op.outputs[0], call, arrays, 3 * k4 * 2 + _ceil(3 * oc, 4),
+                           stream, kernel="conv_dsp")
+        arrays = [gemm_weights(wmat)] + _dsp_arrays(bias, p, mode, True)
+        call = (f"kws_conv3_dsp({{in0}}, {{out}}, {{w}}, {b}, {{q}}, {{r}}, (int16_t *)({{scratch}}), "
+                f"{_args(*geo)}, {tail}, {{rev}}, {mode});")
+        stream = _inplace.window_stream(*_window(graph, op), (kh, kw), p.stride, p.dilation, p.pad, 3, True)
+        return Lowered(op.kind, (op.inputs[0],), op.outputs[0], call, arrays, 3 * k4 * 2, stream,
+                       kernel="conv_dsp")
     if variant == "dsp" and 2 * k4 * 2 <= MAX_SCRATCH_BYTES and oc >= MIN_GEMM_CHANNELS:
         arrays = [gemm_weights(wmat, wide)] + _dsp_arrays(bias, p, mode, True)
         call = (f"kws_conv_dsp({{in0}}, {{out}}, {{w}}, {int(wide)}, {b}, {{q}}, {{r}}, (int16_t *)({{scratch}}), "
@@ -203,6 +234,19 @@ def _depthwise(graph: Int8Graph, k: int, op: Op, variant: str, wide: bool = Fals
     tail = _args(p.input_offset, p.output_offset, p.act_min, p.act_max)
     b = "{b}" if bias is not None else "0"
     stream = _inplace.window_stream(*_window(graph, op), (kh, kw), p.stride, p.dilation, p.pad)
+    if (variant == "dsp" and dm == 1 and ic % 4 == 0 and (oh, ow) == (ih, iw) and tuple(p.stride) == (1, 1)
+            and tuple(p.dilation) == (1, 1) and kh <= MAX_DW_KH and kw <= MAX_DW_KH):
+        ph = dwplane_rows(ih, kh, p.pad[0])
+        scratch = 4 * (iw + kw - 1) * ph * 2
+        if scratch <= limit:
+            dbl = 2 if mode == 2 else 1
+            arrays = _dsp_arrays(None if bias is None else bias.astype(np.int64) * dbl, p, mode, False)
+            arrays.append(CArray("w", "int8_t", np.ascontiguousarray(w.transpose(2, 0, 1)).ravel()))
+            geo = (n, ih, iw, ic, kh, kw, *p.pad, ph)
+            call = (f"kws_dwplane_dsp({{in0}}, {{out}}, {{w}}, {b}, {{q}}, {{r}}, {{scratch}}, "
+                    f"{_args(*geo)}, {tail}, {mode});")
+            return Lowered(op.kind, (op.inputs[0],), op.outputs[0], call, arrays, scratch, _inplace.ExactStream(),
+                           kernel="dwplane_dsp")
     dh, dw = p.dilation
     pw = max(iw + p.pad[1], (ow - 1) * p.stride[1] + (kw - 1) * dw + 1)  # window row width, padded
     window = ((kh - 1) * dh + 1) * pw * ic                                 # rows under one output row

@@ -4,7 +4,8 @@ knows which outputs may overlap their inputs.
 Buffers are alias groups of activation tensors (a RESHAPE output shares its input's bytes) plus
 one scratch buffer per op that needs one (live during that op only). Two buffers whose lifetimes
 meet must not overlap, except an op's output over an input whose life ends at that op, within
-the :class:`~hardware.codegen._inplace.Shifts` the op's kernel allows.
+the :class:`~hardware.codegen._inplace.Shifts` the op's kernel allows (for an ``exact`` kernel,
+also exactly on the input: shift 0).
 
 Placement (largest first, ties by first use): each buffer takes the offset that keeps the arena
 smallest, then the tightest gap, then the lowest offset. Offsets may go negative while planning
@@ -82,17 +83,20 @@ def _align_up(x: int) -> int:
     return -_align_down(-x)
 
 
-def _forbidden(new: int, placed: int, buffers, offsets, pairs) -> tuple[int, int] | None:
-    """Open interval (lo, hi) of offsets the new buffer may not take because of one placed buffer."""
+def _forbidden(new: int, placed: int, buffers, offsets, pairs) -> list[tuple[int, int]]:
+    """Open intervals (lo, hi) of offsets the new buffer may not take because of one placed
+    buffer (two when the pair may alias exactly: the offset of the placed buffer is allowed)."""
     b, p, po = buffers[new], buffers[placed], offsets[placed]
     lo, hi = po - b.size, po + p.size           # any offset strictly inside overlaps
+    sh = None
     if (new, placed) in pairs:                  # new is the output, placed its input
         sh = pairs[(new, placed)][1]
         lo, hi = max(lo, po + sh.fwd), min(hi, po + sh.rev)
     elif (placed, new) in pairs:                # new is the input, placed the output
         sh = pairs[(placed, new)][1]
         lo, hi = max(lo, po - sh.rev), min(hi, po - sh.fwd)
-    return (lo, hi) if lo + 1 < hi else None
+    spans = [(lo, po), (po, hi)] if sh is not None and sh.exact and lo < po < hi else [(lo, hi)]
+    return [(a, z) for a, z in spans if a + 1 < z]
 
 
 def place(buffers: list[Buffer], pairs: dict[tuple[int, int], tuple[int, Shifts]]) -> Plan:
@@ -105,7 +109,7 @@ def place(buffers: list[Buffer], pairs: dict[tuple[int, int], tuple[int, Shifts]
             offsets[i] = 0
             continue
         bans = [f for j in order[:k] if buffers[j].meets(b) and buffers[j].size
-                for f in [_forbidden(i, j, buffers, offsets, pairs)] if f is not None]
+                for f in _forbidden(i, j, buffers, offsets, pairs)]
         if k == 0:
             offsets[i] = 0
             lo_all, hi_all = 0, b.size
@@ -152,6 +156,8 @@ def verify(plan: Plan) -> None:
             _check(pair is not None, f"buffers {a} {ba} and {b} {bb} overlap while both alive")
             pos, sh = plan.pairs[pair]
             shift = plan.offsets[pair[0]] - plan.offsets[pair[1]]
+            if sh.exact and shift == 0:
+                continue
             if plan.direction(pos) == "rev":  # one visiting order per op serves all its overlaps
                 _check(shift >= sh.rev, f"op {pos}: buffers {pair} overlap unsafely in reverse order")
             else:

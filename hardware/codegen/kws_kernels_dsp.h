@@ -17,9 +17,18 @@
  *   words that SXTB16 and SXTB16 ror 8 widen to consecutive pair words (the default: half the
  *   flash, widened into scratch at run time).
  *
+ * - kws_conv3_dsp / kws_conv3r_dsp (int8 GEMM weights, 3 pixels at a time): in requantization
+ *   mode 2 with an even oc, multiplier, rounding term and shifts as one 5-word record per pair of
+ *   channels, bias apart.
+ * - kws_dwplane_dsp: int8 depthwise weights [C][kh][kw] (the channel's pair words are built in
+ *   registers), bias doubled in mode 2.
+ *
  * The innermost steps (kws_gemm_step, kws_dw_pair, kws_dw_odd in kws_acle.h) are inline asm on
  * DSP cores: GCC 12 neither forms LDRD with post-increment from C nor keeps the accumulators in
- * place across the unrolled steps (measured: 18 and ~30 % more instructions).
+ * place across the unrolled steps (measured: 18 and ~30 % more instructions). So are the whole
+ * loops of the 3-pixel GEMM (kws_gemm3_loop, kws_gemm3r) and of one depthwise channel plane
+ * (kws_dwp3): they hold 14 values in registers, which GCC's allocator only manages for one asm
+ * statement.
  */
 #ifndef KWS_KERNELS_DSP_H
 #define KWS_KERNELS_DSP_H
@@ -28,6 +37,7 @@
 #include "kws_kernels.h"
 
 #define KWS_MAX_KH 16 /* depthwise windows taller than this use the plain kernel */
+#define KWS_MAX_KW 16 /* kws_dwplane_dsp: wider windows use kws_dwconv_dsp */
 
 /* Unroll a loop with literal bounds (GCC does not by itself when the body is large); capped at
  * 4 so that tall windows (10x4) still compile quickly. */
@@ -220,6 +230,104 @@ KWS_HELPER void kws_gemm(const int16_t *xa, const int16_t *xb, int two, const vo
             if (o + 1 < oc)
                 yb[o + 1] = kws_sat8(kws_rq(b1, q1, s1, out_off, mode), lo, hi);
         }
+    }
+}
+
+/* Output channels of three activation rows (x, x + k4, x + 2 k4) against all weight rows (int8
+ * weights, no weight offset): blocks of 3 pixels x 2 channels (kws_gemm3_loop), each weight
+ * word widened once for three pixels. Rows y1, y2 may be 0 (not stored). */
+KWS_HELPER void kws_gemm3(const int16_t *x, const void *w, const int32_t *bias, const int32_t *q, const int8_t *rsh,
+                          int k4, int oc, int32_t out_off, int32_t lo, int32_t hi, int mode, int8_t *y0, int8_t *y1,
+                          int8_t *y2)
+{
+    const int8_t *wp = (const int8_t *)w;
+    for (int o = 0; o < oc; o += 2, wp += 2 * k4) {
+        int32_t acc[6];
+        acc[0] = acc[2] = acc[4] = bias ? bias[o] : 0;
+        acc[1] = acc[3] = acc[5] = bias ? bias[o + 1] : 0;
+        kws_gemm3_loop(x, wp, k4 * 2, k4 / 4, acc);
+        const int32_t *q0 = q + 2 * o, *q1 = q0 + 2;
+        const int32_t s0 = rsh[o], s1 = rsh[o + 1];
+        y0[o] = kws_sat8(kws_rq(acc[0], q0, s0, out_off, mode), lo, hi);
+        if (o + 1 < oc)
+            y0[o + 1] = kws_sat8(kws_rq(acc[1], q1, s1, out_off, mode), lo, hi);
+        if (y1) {
+            y1[o] = kws_sat8(kws_rq(acc[2], q0, s0, out_off, mode), lo, hi);
+            if (o + 1 < oc)
+                y1[o + 1] = kws_sat8(kws_rq(acc[3], q1, s1, out_off, mode), lo, hi);
+        }
+        if (y2) {
+            y2[o] = kws_sat8(kws_rq(acc[4], q0, s0, out_off, mode), lo, hi);
+            if (o + 1 < oc)
+                y2[o + 1] = kws_sat8(kws_rq(acc[5], q1, s1, out_off, mode), lo, hi);
+        }
+    }
+}
+
+/* CONV_2D as im2col + GEMM, three output pixels at a time (kws_gemm3): all three pixels' inputs
+ * are in `col` (scratch, 3*k4 int16) before any is written; the last group may be shorter. In
+ * reverse order groups are taken from the end. */
+KWS_KERNEL void kws_conv3_dsp(const int8_t *in, int8_t *out, const void *w, const int32_t *bias, const int32_t *q,
+                              const int8_t *rsh, int16_t *col, int n, int ih, int iw, int ic, int oh, int ow, int oc,
+                              int kh, int kw, int sh, int sw, int dh, int dw, int pt, int pl, int32_t in_off,
+                              int32_t out_off, int32_t lo, int32_t hi, int rev, int mode)
+{
+    const int k4 = (kh * kw * ic + 3) & ~3, npix = n * oh * ow;
+    for (int i = 0; i < npix; i += 3) {
+        const int cnt = npix - i >= 3 ? 3 : npix - i;
+        const int p0 = rev ? npix - i - cnt : i;
+        for (int k = 0; k < cnt; k++)
+            kws_im2col(in, col + k * k4, p0 + k, ih, iw, ic, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, in_off);
+        kws_gemm3(col, w, bias, q, rsh, k4, oc, out_off, lo, hi, mode, out + p0 * oc,
+                  cnt >= 2 ? out + (p0 + 1) * oc : 0, cnt >= 3 ? out + (p0 + 2) * oc : 0);
+    }
+}
+
+/* kws_gemm3 for requantization mode 2 and an even oc, constants from per-channel-pair records
+ * (see kws_gemm3r in kws_acle.h); cnt pixels (1..3) stored at y + k*oc. */
+KWS_HELPER void kws_gemm3r_c(const int16_t *x, const void *w, const int32_t *bias, const int32_t *rec, int k4,
+                             int oc, int32_t lo, int32_t hi, int8_t *y, int cnt)
+{
+    const int8_t *wp = (const int8_t *)w;
+    for (int o = 0; o < oc; o += 2, wp += 2 * k4, rec += 5) {
+        int32_t acc[6];
+        acc[0] = acc[2] = acc[4] = bias ? bias[o] : 0;
+        acc[1] = acc[3] = acc[5] = bias ? bias[o + 1] : 0;
+        const int32_t *r = rec;
+        kws_gemm3_loop(x, wp, k4 * 2, k4 / 4, acc);
+        const int32_t s0 = (int8_t)(r[4] & 0xff), s1 = (int8_t)((r[4] >> 8) & 0xff);
+        for (int k = 0; k < cnt; k++) {
+            y[k * oc + o] = kws_sat8(kws_rq(acc[2 * k], r, s0, 0, 2), lo, hi);
+            y[k * oc + o + 1] = kws_sat8(kws_rq(acc[2 * k + 1], r + 2, s1, 0, 2), lo, hi);
+        }
+    }
+}
+
+/* kws_conv3_dsp in requantization mode 2 with an even oc: multipliers, rounding terms and
+ * shifts in one 5-word record per pair of channels (the bias apart: equal arrays are shared); groups of 3 pixels run kws_gemm3r (a short
+ * last group writes into scratch after the 3 pixels' inputs, 3*oc bytes, then is copied). */
+KWS_KERNEL void kws_conv3r_dsp(const int8_t *in, int8_t *out, const void *w, const int32_t *bias, const int32_t *rec,
+                               int16_t *col, int n,
+                               int ih, int iw, int ic, int oh, int ow, int oc, int kh, int kw, int sh, int sw, int dh,
+                               int dw, int pt, int pl, int32_t in_off, int32_t lo, int32_t hi, int rev)
+{
+    const int k4 = (kh * kw * ic + 3) & ~3, npix = n * oh * ow;
+    for (int i = 0; i < npix; i += 3) {
+        const int cnt = npix - i >= 3 ? 3 : npix - i;
+        const int p0 = rev ? npix - i - cnt : i;
+        for (int k = 0; k < cnt; k++)
+            kws_im2col(in, col + k * k4, p0 + k, ih, iw, ic, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, in_off);
+#ifdef KWS_GEMM3R_ASM
+        if (2 * oc + 1 <= 4095) { /* a short last group goes through `tmp`: one copy of the code */
+            int8_t *tmp = (int8_t *)(col + 3 * k4); /* scratch after the 3 pixels */
+            int8_t *dst = cnt == 3 ? out + p0 * oc : tmp;
+            kws_gemm3r(col, w, bias, rec, dst, k4, oc, lo, hi);
+            for (int j = 0; dst == tmp && j < cnt * oc; j++)
+                out[p0 * oc + j] = tmp[j];
+            continue;
+        }
+#endif
+        kws_gemm3r_c(col, w, bias, rec, k4, oc, lo, hi, out + p0 * oc, cnt);
     }
 }
 
@@ -434,6 +542,151 @@ KWS_KERNEL void kws_dwconv_dsp(const int8_t *in, int8_t *out, const void *w, int
                     yc[1] = kws_sat8(kws_rq_dw(a1, qc + 2, sc[1], out_off, mode), lo, hi);
                     yc[2] = kws_sat8(kws_rq_dw(a2, qc + 4, sc[2], out_off, mode), lo, hi);
                     yc[3] = kws_sat8(kws_rq_dw(a3, qc + 6, sc[3], out_off, mode), lo, hi);
+                }
+            }
+        }
+    }
+}
+
+
+/* ---- depthwise over whole channel planes (kws_dwplane_dsp) ---- */
+
+/* Four int8 channels of two vertically adjacent pixels (words u above v) into the four channel
+ * planes' pair words (u[c] + off, v[c] + off), word k of each column at d[0], d[ps], ... */
+KWS_HELPER void kws_dwp_put(kws_u32a *d, int ps, uint32_t u, uint32_t v, uint32_t off2)
+{
+    const uint32_t u02 = __sxtab16(off2, u), u13 = kws_sxtab16_ror8(off2, u);
+    const uint32_t v02 = __sxtab16(off2, v), v13 = kws_sxtab16_ror8(off2, v);
+    d[0] = kws_pkhbt(u02, v02);
+    d[ps] = kws_pkhbt(u13, v13);
+    d[2 * ps] = kws_pkhtb(u02, v02);
+    d[3 * ps] = kws_pkhtb(u13, v13);
+}
+
+/* (a, b) as one int16 pair word, each times s. */
+KWS_HELPER uint32_t kws_pair16(int32_t a, int32_t b, int32_t s)
+{
+    return (uint16_t)(a * s) | (uint32_t)(b * s) << 16;
+}
+
+/* DEPTHWISE_CONV_2D, depth multiplier 1, stride 1, dilation 1, output shape = input shape
+ * (SAME padding), ic % 4 == 0, one group of 4 channels at a time over the whole plane:
+ * - the group's input is widened (+ input offset) into 4 int16 planes in scratch, column-major,
+ *   `ph` rows per column (even), padded with zeros (padding taps add exactly 0), each word a
+ *   pair of vertically adjacent values: 2 LDR, 4 SXTAB16, 4 PKH, 4 STR per 8 values;
+ * - then per channel, with its kw * (kh - 1) weight pair words in registers (int8 weights
+ *   [C][kh][kw] in flash, widened and, in requantization mode 2, doubled once per channel),
+ *   two vertically adjacent outputs at a time: per filter column, the words D_i (rows oy + 2i,
+ *   oy + 2i + 1) against E_i = (w[2i], w[2i+1]) give output oy and against O_i = (w[2i-1], w[2i])
+ *   output oy + 1 (SMLAD, plus one SMLABT/SMLATB for the odd tap at either end).
+ * A group reads all its input before writing its output, and the output of channel c lands only
+ * on the input bytes of channel c at the same pixel: exactly in place (output at the input's
+ * offset) and nothing else overlapping. */
+KWS_KERNEL void kws_dwplane_dsp(const int8_t *in, int8_t *out, const int8_t *w, const int32_t *bias,
+                                const int32_t *q, const int8_t *rsh, int8_t *scratch, int n, int ih, int iw, int ic,
+                                int kh, int kw, int pt, int pl, int ph, int32_t in_off, int32_t out_off, int32_t lo,
+                                int32_t hi, int mode)
+{
+    const uint32_t off2 = (uint16_t)in_off * 0x00010001u;
+    const uint32_t zp4 = (uint8_t)(-in_off) * 0x01010101u;
+    const int pw = iw + kw - 1, ps = pw * ph / 2; /* plane size in words */
+    const int m = kh / 2, nw = kh > 1 ? kh - 1 : 1; /* E_0..E_{m-1}, then O_1.. (kh == 1: (w0, 0)) */
+    const int32_t dbl = mode == 2 ? 2 : 1;
+    kws_u32a *planes = (kws_u32a *)scratch;
+    for (int j = 0; j < 4 * ps; j++)
+        planes[j] = 0;
+    const int k0 = pt / 2, k1 = (pt + ih - 1) / 2; /* pair words holding input rows */
+    for (int b = 0; b < n; b++) {
+        const int8_t *xb = in + b * ih * iw * ic;
+        int8_t *yb = out + b * ih * iw * ic;
+        for (int c = 0; c < ic; c += 4) {
+            /* widen the group's 4 channels into the planes */
+            for (int x = 0; x < iw; x++) {
+                const int8_t *s = xb + x * ic + c;
+                kws_u32a *d = planes + (x + pl) * ph / 2 + k0;
+                int k = k0;
+                if (pt & 1) { /* the first word pairs a padding row with row 0 */
+                    kws_dwp_put(d++, ps, zp4, kws_ld32(s), off2);
+                    k++;
+                }
+                const int kend = (pt + ih) & 1 ? k1 : k1 + 1;
+                for (; k < kend; k++) {
+                    const int8_t *r = s + (2 * k - pt) * iw * ic;
+                    kws_dwp_put(d++, ps, kws_ld32(r), kws_ld32(r + iw * ic), off2);
+                }
+                if ((pt + ih) & 1) /* the last word pairs row ih - 1 with a padding row */
+                    kws_dwp_put(d, ps, kws_ld32(s + (ih - 1) * iw * ic), zp4, off2);
+            }
+            for (int j = 0; j < 4; j++) {
+                const int cc = c + j;
+                const int8_t *wc = w + cc * kh * kw;
+#ifdef KWS_DWP3_ASM
+                if (kh == 3 && mode == 2 && (kw - 1) * ph * 2 + 8 <= 1020) {
+                    int32_t wv[2 * KWS_MAX_KW + 3];
+                    for (int kx = 0; kx < kw; kx++) {
+                        wv[2 * kx] = (int32_t)kws_pair16(wc[kx], wc[kw + kx], 2);
+                        wv[2 * kx + 1] = (int32_t)kws_pair16(wc[kw + kx], wc[2 * kw + kx], 2);
+                    }
+                    wv[2 * kw] = bias ? bias[cc] : 0;
+                    wv[2 * kw + 1] = q[2 * cc + 1];
+                    wv[2 * kw + 2] = (int32_t)(uintptr_t)((const int8_t *)(planes + j * ps) + iw * ph * 2);
+                    kws_dwp3(planes + j * ps, yb + cc, wv, q[2 * cc], rsh[cc], ih / 4, ih % 4, kw, ph * 2, iw * ic, ic,
+                             lo, hi);
+                    continue;
+                }
+#endif
+                uint32_t ww[KWS_MAX_KW][KWS_MAX_KH];
+                KWS_UNROLL
+                for (int kx = 0; kx < kw; kx++) {
+                    if (kh == 1) {
+                        ww[kx][0] = kws_pair16(wc[kx], 0, dbl);
+                        continue;
+                    }
+                    for (int i = 0; i < m; i++)
+                        ww[kx][i] = kws_pair16(wc[2 * i * kw + kx], wc[(2 * i + 1) * kw + kx], dbl);
+                    for (int i = 1; i < kh - m; i++) /* O_i, i = 1..nw-m */
+                        ww[kx][m + i - 1] = kws_pair16(wc[(2 * i - 1) * kw + kx], 2 * i < kh ? wc[2 * i * kw + kx] : 0,
+                                                       dbl);
+                }
+                (void)nw;
+                const int32_t bc = bias ? bias[cc] : 0;
+                const int32_t *qc = q + 2 * cc;
+                const int32_t sc = rsh[cc];
+                const kws_u32a *pj = planes + j * ps;
+                for (int ox = 0; ox < iw; ox++) {
+                    int8_t *y = yb + ox * ic + cc;
+                    const kws_u32a *col = pj + ox * ph / 2;
+                    for (int oy = 0; oy < ih; oy += 2, col++, y += 2 * iw * ic) {
+                        int32_t a0 = bc, a1 = bc;
+                        KWS_UNROLL
+                        for (int kx = 0; kx < kw; kx++) {
+                            const kws_u32a *p = col + kx * ph / 2;
+                            uint32_t d[KWS_MAX_KH / 2 + 2];
+                            for (int i = 0; i <= m; i += 2)
+                                kws_ld2(p + i, &d[i], &d[i + 1]);
+                            const uint32_t *e = ww[kx], *o = ww[kx] + m - 1; /* o[i] = O_i */
+                            if (kh == 1) {
+                                a0 = __smlabb(d[0], e[0], a0);
+                                a1 = __smlatb(d[0], e[0], a1);
+                                continue;
+                            }
+                            for (int i = 0; i < m; i++)
+                                a0 = __smlad(d[i], e[i], a0);
+                            a1 = __smlatb(d[0], e[0], a1);
+                            if (kh & 1) {
+                                for (int i = 1; i <= m; i++)
+                                    a1 = __smlad(d[i], o[i], a1);
+                                a0 = __smlabt(d[m], o[m], a0);
+                            } else {
+                                for (int i = 1; i < m; i++)
+                                    a1 = __smlad(d[i], o[i], a1);
+                                a1 = __smlabt(d[m], e[m - 1], a1);
+                            }
+                        }
+                        y[0] = kws_sat8(kws_rq_dw(a0, qc, sc, out_off, mode), lo, hi);
+                        if (oy + 1 < ih)
+                            y[iw * ic] = kws_sat8(kws_rq_dw(a1, qc, sc, out_off, mode), lo, hi);
+                    }
                 }
             }
         }
