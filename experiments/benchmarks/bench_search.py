@@ -91,7 +91,7 @@ def report(args: argparse.Namespace) -> None:
     import numpy as np
 
     from nas.cli.search import quiet_optuna
-    from nas.study.pareto import reference_point, usable_trials
+    from nas.study.pareto import reference_point, usable_trials  # noqa: F401
     from nas.study.runner import open_study
 
     quiet_optuna()
@@ -101,11 +101,12 @@ def report(args: argparse.Namespace) -> None:
             cfg = _config(args, sampler, seed)
             if (cfg.run_dir / "study.db").is_file():
                 studies[sampler, seed] = (cfg, open_study(cfg))
-    usable = [t for cfg, st in studies.values() for t in usable_trials(st, cfg)]
-    if not usable:
+    values = _values_now(studies, args) if args.remeasure else {
+        (key, t.number): tuple(t.values) for key, (cfg, st) in studies.items() for t in usable_trials(st, cfg)}
+    if not values:
         raise SystemExit("no usable trial in any study")
     cfg0 = next(iter(studies.values()))[0]
-    ref = reference_point(cfg0, np.array([t.values for t in usable]).max(axis=0))
+    ref = reference_point(cfg0, np.array(list(values.values())).max(axis=0))
     print("shared reference point: " + ", ".join(f"{n} {v:.4g}" for n, v in zip(cfg0.objectives, ref, strict=True)))
 
     from nas.study.pareto import _hypervolume
@@ -117,11 +118,11 @@ def report(args: argparse.Namespace) -> None:
         if len(done) < args.trials:
             print(f"{sampler:>7} seed {seed}: only {len(done)} of {args.trials} trials (incomplete; left out)")
             continue
-        ok = {t.number for t in usable_trials(st, cfg)}
+        ok = {n for (key, n) in values if key == (sampler, seed)}
         curve, pts = [], []
         for t in done:
             if t.number in ok:
-                pts.append(np.array(t.values) / ref)
+                pts.append(np.array(values[(sampler, seed), t.number]) / ref)
             curve.append(_hypervolume(np.array(pts), np.ones(len(ref))) if pts else 0.0)
         curves.setdefault(sampler, []).append(curve)
         for t in done:
@@ -160,6 +161,30 @@ def report(args: argparse.Namespace) -> None:
               f"{'PASS' if ok else 'MISS'} {hits}")
 
 
+def _values_now(studies: dict, args: argparse.Namespace) -> dict:
+    """Every trained trial's objectives with flash, RAM and latency measured again by today's code generator
+    and evaluator (cached by model digest), so studies that ran while the kernels changed are judged alike."""
+    from hardware.boards import get_board
+    from hardware.measure import AnalyticEvaluator, EmulatorEvaluator
+    from nas.study.candidate import hardware_figures
+    from nas.study.objectives import is_feasible, objective_values
+
+    evaluator = EmulatorEvaluator(cache=True) if args.evaluator == "emulator" else AnalyticEvaluator()
+    board = get_board(args.board)
+    out, changed = {}, 0
+    for key, (cfg, st) in studies.items():
+        for t in _completed(st)[: args.trials]:
+            path = t.user_attrs.get("tflite")
+            if not t.user_attrs.get("trained") or not path or not Path(path).is_file():
+                continue
+            fig = {**t.user_attrs, **hardware_figures(evaluator.measure(Path(path).read_bytes(), board))}
+            changed += fig["latency_ms"] != t.user_attrs.get("latency_ms")
+            if is_feasible(cfg.budgets, fig):
+                out[key, t.number] = tuple(objective_values(cfg.objectives, fig))
+    print(f"re-measured {len(out)} trained trials within budget with today's kernels ({changed} changed)")
+    return out
+
+
 def main() -> None:
     runtime.ensure_fast_allocator()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -173,6 +198,8 @@ def main() -> None:
     p.add_argument("--fraction", type=float, default=0.5)
     p.add_argument("--parallel", type=int, default=2, help="studies at a time (one process each)")
     p.add_argument("--report-only", action="store_true", help="only print the figures of existing studies")
+    p.add_argument("--remeasure", action="store_true", help="judge every trained trial by flash/RAM/latency "
+                   "measured again now (studies run under different code-generator versions)")
     p.add_argument("--one", nargs=2, metavar=("SAMPLER", "SEED"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
