@@ -219,6 +219,7 @@ def run_seed_frameworks(cfg: SeedConfig, out_dir: Path, *, progress=None) -> See
                     continue
             if progress:
                 progress(f"{protocol} classes: {name}")
+            t_row = time.perf_counter()
             if is_ref:
                 row = _reference_row(cfg, protocol, name, evaluator)
             else:
@@ -226,7 +227,7 @@ def run_seed_frameworks(cfg: SeedConfig, out_dir: Path, *, progress=None) -> See
                     data = prepare_train_data(cfg.data, protocol, seed=cfg.seed, rule=cfg.split_rule,
                                               noise_dir=None if cfg.noise is None else Path(cfg.noise))
                 row = _preset_row(cfg, protocol, name, data, evaluator, out_dir)
-            row["row_key"] = key
+            row["row_key"], row["row_s"] = key, round(time.perf_counter() - t_row, 1)
             cached.parent.mkdir(parents=True, exist_ok=True)
             tmp = cached.with_suffix(".tmp")
             tmp.write_text(json.dumps(row, indent=2, default=str) + "\n")
@@ -290,6 +291,34 @@ def summary(result: SeedResult) -> dict[str, Any]:
     }
 
 
+def fits(result: SeedResult) -> dict[str, list[str]]:
+    """Per real board of the board table: the models whose measured flash and RAM (on the emulated board
+    with the same core, so the same kernels) are within the part's budgets."""
+    from hardware.boards import all_boards, get_board
+
+    out: dict[str, list[str]] = {}
+    measured = {b: get_board(b) for b in result.config.boards}
+    for board in (b for b in all_boards() if not b.emulated):
+        twin = next((n for n, m in measured.items() if m.core == board.core), None)
+        if twin is None:
+            continue
+        rows = [r for r in result.rows if r["protocol"] == result.config.protocols[-1]]
+        out[f"{board.name} ({board.core}, {board.flash.length_bytes // 1024} KiB flash, "
+            f"{board.ram.length_bytes // 1024} KiB RAM; figures from {twin})"] = [
+            r["model"] for r in rows if r.get(f"{twin}.ok") and r[f"{twin}.flash_bytes"] <= board.flash.length_bytes
+            and r[f"{twin}.ram_bytes"] <= board.ram.length_bytes]
+    return out
+
+
+def fits_text(result: SeedResult) -> str:
+    every = [r["model"] for r in result.rows if r["protocol"] == result.config.protocols[-1]]
+    lines = []
+    for board, ok in fits(result).items():
+        left = [m for m in every if m not in ok]
+        lines.append(f"- {board}: {len(ok)} of {len(every)} fit" + (f"; not: {', '.join(left)}" if left else ""))
+    return "\n".join(lines) or "no real board shares a core with the measured boards"
+
+
 def render_markdown(result: SeedResult, command: str) -> str:
     cfg, s = result.config, summary(result)
     parts = [
@@ -301,17 +330,20 @@ def render_markdown(result: SeedResult, command: str) -> str:
         f"{cfg.epochs} epochs or {cfg.time_s} s, whichever ends first; PTQ with {cfg.calibration_clips} "
         f"calibration clips. Accuracy on the test split (int8: golden reference, bit-exact with TFLM). "
         f"Boards: {', '.join(cfg.boards)} (emulated: instruction counts, latency estimated at the board "
-        f"clock from its CPI). Wall time {result.wall_time_s / 60:.1f} min.",
+        "clock from its CPI)." + (f" Computing the rows took {sum(r['row_s'] for r in result.rows) / 60:.0f} min on "
+                                  "this machine." if all("row_s" in r for r in result.rows) else ""),
         "",
         f"int8 `.tflite` is {s['mean_size_reduction_pct']:.1f} % smaller than float32 on average "
         f"(range {s['size_reduction_range_pct'][0]:.1f}–{s['size_reduction_range_pct'][1]:.1f} %; the seed "
-        f"reports about {SEED_SIZE_REDUCTION_PCT:.0f} %); int8 test accuracy is {s['mean_int8_drop_points']:.2f} "
-        f"points below float on average (worst model {s['max_int8_drop_points']:.2f}; negative: int8 better)." if s["mean_size_reduction_pct"] else "",
+        f"reports about {SEED_SIZE_REDUCTION_PCT:.0f} %); int8 minus float test accuracy is "
+        f"{-s['mean_int8_drop_points']:+.2f} points on average (the largest loss: {s['max_int8_drop_points']:.2f} "
+        f"points)." if s["mean_size_reduction_pct"] else "",
         "",
     ]
     for protocol in cfg.protocols:
         title = "10 keywords (the seed's protocol)" if protocol == "10" else "12 classes (10 keywords, silence, unknown)"
         parts += [f"## {title}", "", render_table(result, protocol), ""]
+    parts += ["## Which models fit which board", "", fits_text(result), ""]
     if cfg.references:
         parts += ["† third-party model: evaluated with its own front end on the same test split and measured "
                   "on the same boards; its float model is not available.", ""]
