@@ -23,7 +23,17 @@ from pathlib import Path
 from typing import Any
 
 from search_spaces.frontend import get_frontend
-from search_spaces.spec import ArchSpec, Conv, Dense, Dropout, DSConv, Flatten, GlobalAvgPool, MaxPool, SpecError
+from search_spaces.spec import (
+    ArchSpec,
+    Conv,
+    Dense,
+    Dropout,
+    DSConv,
+    Flatten,
+    GlobalAvgPool,
+    MaxPool,
+    SpecError,
+)
 
 _ML_ZOO = "ARM-software/ML-zoo@fec0bb5 models/keyword_spotting"
 _HELLO_EDGE = "Hello Edge, Zhang et al. 2017, arXiv:1711.07128"

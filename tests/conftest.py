@@ -66,3 +66,23 @@ def make_tiny_corpus(root: Path, words: tuple[str, ...], speakers: tuple[int, in
 def tiny_corpus(tmp_path: Path) -> Path:
     words = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go", "bed", "cat", "dog")
     return make_tiny_corpus(tmp_path / "corpus", words)
+
+
+# ---- fault and fuzz counts: each reliability test reports what it injected, shown at the end of the run ----
+
+_FAULT_COUNTS: list[str] = []
+
+
+@pytest.fixture()
+def fault_counts():
+    """``fault_counts(what, injected=, survived=, lost=)``: recorded and printed in pytest's summary."""
+    def record(what: str, *, injected: int, survived: int, lost: int) -> None:
+        _FAULT_COUNTS.append(f"{what}: {injected} injected, {survived} survived, {lost} lost")
+    return record
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    if _FAULT_COUNTS:
+        terminalreporter.section("faults injected")
+        for line in _FAULT_COUNTS:
+            terminalreporter.write_line(line)

@@ -19,13 +19,6 @@ from optuna.trial import TrialState
 from tests.test_study_resume import _env, _load, _search
 
 
-@pytest.fixture()
-def fault_counts():
-    def record(what: str, *, injected: int, survived: int, lost: int) -> None:
-        print(f"{what}: {injected} faults injected, {survived} survived, {lost} lost")
-    return record
-
-
 def _cfg(tmp_path: Path, corpus: Path, name: str, trials: int):
     from nas.study.config import load_config
 

@@ -113,7 +113,7 @@ def report(args: argparse.Namespace) -> None:
 
     curves: dict[str, list[list[float]]] = {}
     cost: dict[str, list[tuple[float, float, float]]] = {}
-    for (sampler, seed), (cfg, st) in studies.items():
+    for (sampler, seed), (_cfg, st) in studies.items():
         done = _completed(st)[: args.trials]
         if len(done) < args.trials:
             print(f"{sampler:>7} seed {seed}: only {len(done)} of {args.trials} trials (incomplete; left out)")

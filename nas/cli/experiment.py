@@ -99,7 +99,11 @@ def _real_speech_search(args: argparse.Namespace) -> int:
     from nas.cli.search import quiet_optuna
 
     quiet_optuna(args.verbose)
-    from nas.experiments.real_speech_search import load_real_search_config, run_real_speech_search, write_outputs
+    from nas.experiments.real_speech_search import (
+        load_real_search_config,
+        run_real_speech_search,
+        write_outputs,
+    )
 
     cfg = load_real_search_config(args.config, data=args.data, split_rule=args.split_rule, noise=args.noise,
                                   board=args.board, evaluator=args.evaluator, spaces=_split(args.spaces),

@@ -176,10 +176,8 @@ def _worker(args: argparse.Namespace) -> int:
     runtime.ensure_fast_allocator()
     runtime.configure_threads(args.threads, args.cpu)
     quiet_optuna(args.verbose)
-    from nas.study.runner import load_study, run_worker
-
     from nas.cli import UserError
-    from nas.study.runner import SearchStalled
+    from nas.study.runner import SearchStalled, load_study, run_worker
 
     study, cfg = load_study(args.study, args.storage)
     try:
