@@ -56,6 +56,11 @@ if [[ "${KWSNAS_EXTRAS:-test}" == *test* ]] && ! ls /usr/lib/postgresql/*/bin/in
   missing+=(postgresql)
   DEB_PACKAGES+=(postgresql)
 fi
+# ... and a real Redis server (journal storage test).
+if [[ "${KWSNAS_EXTRAS:-test}" == *test* ]] && ! command -v redis-server >/dev/null 2>&1; then
+  missing+=(redis-server)
+  DEB_PACKAGES+=(redis-server)
+fi
 
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""

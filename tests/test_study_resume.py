@@ -117,3 +117,48 @@ def test_two_workers_share_a_real_postgresql_server(tmp_path: Path, tiny_corpus:
     assert len({t.number for t in study.trials}) == len(study.trials)
     assert 4 <= len(complete) <= 5 and all(t.user_attrs.get("trained") for t in complete)
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+
+
+@pytest.fixture(scope="module")
+def redis_url():
+    """A private Redis server on 127.0.0.1 (no persistence), for the Redis journal storage."""
+    import shutil
+    import socket
+
+    pytest.importorskip("redis")
+    exe = shutil.which("redis-server")
+    if exe is None:
+        print("Redis test skipped: redis-server is not installed (Debian: apt-get install redis-server)")
+        pytest.skip("redis-server is not installed")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=port)
+    deadline = time.time() + 20
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if time.time() > deadline or proc.poll() is not None:
+                proc.kill()
+                pytest.skip("redis-server did not start")
+            time.sleep(0.1)
+    yield f"redis://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_two_workers_share_a_redis_journal(tmp_path: Path, tiny_corpus: Path, redis_url: str) -> None:
+    cmd = _search(tmp_path, tiny_corpus, "rd", 4, redis_url, workers=2)
+    done = subprocess.run(cmd, cwd=tmp_path, env=_env(tmp_path), capture_output=True, timeout=400)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    study = _load(redis_url, "rd")
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len({t.number for t in study.trials}) == len(study.trials)
+    assert 4 <= len(complete) <= 5 and all(t.user_attrs.get("trained") for t in complete)
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]

@@ -34,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--time-limit", type=float, dest="time_limit_s", metavar="S")
     p.add_argument("--workers", type=int, help="local worker processes (default 1)")
     p.add_argument("--seed", type=int)
-    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///runs/NAME/study.db; journal:PATH)")
+    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///runs/NAME/study.db; postgresql://...; "
+                   "journal:PATH; redis://HOST:PORT)")
     p.add_argument("--epochs", type=int, dest="train_epochs", help="training epochs per trial")
     p.add_argument("--train-time", type=float, dest="train_time_s", metavar="S", help="training seconds per trial")
     p.add_argument("--fraction", type=float, dest="train_fraction", help="fraction of the training split")

@@ -4,8 +4,9 @@
     run_search(cfg)                              # N local worker processes until the trial target
     run_worker(study_name, storage_url)          # join a running study (this or another machine)
 
-Storage: SQLite under ``runs/<name>/study.db`` by default, any Optuna RDB URL (PostgreSQL), or a
-journal file (``journal:PATH``) for many workers on one machine. Every storage gets a heartbeat: a
+Storage: SQLite under ``runs/<name>/study.db`` by default, any Optuna RDB URL (PostgreSQL), a
+journal file (``journal:PATH``) for many workers on one machine, or a journal in Redis (``redis://HOST:PORT``)
+for many machines without a database. Every storage gets a heartbeat: a
 trial left RUNNING by a killed worker (Ctrl-C, ``kill -9``) stops beating, is marked FAIL by the next
 worker that starts or asks for a trial, and its parameters are enqueued again, so the target number
 of completed trials is still reached and no completed trial is lost.
@@ -49,6 +50,13 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
 
 def _make_storage(url: str) -> optuna.storages.BaseStorage:
     retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+    if url.startswith(("redis://", "rediss://")):
+        try:
+            from optuna.storages.journal import JournalRedisBackend
+
+            return JournalStorage(JournalRedisBackend(url))  # no heartbeat: see `recover_abandoned`
+        except ImportError:
+            raise ValueError(f"{url}: a Redis journal needs the redis package (pip install 'kwsnas[redis]')") from None
     if url.startswith("journal:"):
         path = Path(url[len("journal:"):])
         path.parent.mkdir(parents=True, exist_ok=True)
