@@ -48,6 +48,7 @@ EXPECTED_SHAPES = {
     "hello-edge-dnn": (25, 10),
     "mlperf-tiny": (49, 10),
     "log-mel": (49, 40),
+    "edge-impulse": (50, 13),  # 20 ms frames, 20 ms stride, 13 coefficients
 }
 
 

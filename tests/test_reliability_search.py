@@ -144,7 +144,7 @@ def test_five_random_kill_9s_lose_nothing_and_the_target_is_reached(tmp_path: Pa
     lost = mid_trial = 0
     for _ in range(5):
         proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(2.0, 12.0))
+        time.sleep(rng.uniform(2.0, 9.0))
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
         if not (tmp_path / "runs/r/study.db").exists():
@@ -168,11 +168,11 @@ def test_five_random_kill_9s_lose_nothing_and_the_target_is_reached(tmp_path: Pa
 
 def test_two_workers_on_the_default_sqlite_storage_never_see_database_is_locked(tmp_path: Path,
                                                                                  tiny_corpus: Path) -> None:
-    cmd = _search(tmp_path, tiny_corpus, "s", 4, None, workers=2)
+    cmd = _search(tmp_path, tiny_corpus, "s", 3, None, workers=2)
     done = subprocess.run(cmd, cwd=tmp_path, env=_env(tmp_path), capture_output=True, timeout=400)
     stderr = done.stderr.decode()
     assert done.returncode == 0, stderr[-2000:]
     assert "database is locked" not in stderr
     study = _load("sqlite:///" + str(tmp_path / "runs/s/study.db"), "s")
     assert not [t for t in study.trials if t.state == TrialState.FAIL]
-    assert len([t for t in study.trials if t.state == TrialState.COMPLETE]) >= 4
+    assert len([t for t in study.trials if t.state == TrialState.COMPLETE]) >= 3
