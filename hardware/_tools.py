@@ -5,6 +5,19 @@ from __future__ import annotations
 import functools
 import subprocess
 
+# the Debian packages behind each external tool (what `scripts/bootstrap.sh` installs)
+DEBIAN_PACKAGES = {
+    "arm-none-eabi-gcc": ("gcc-arm-none-eabi", "libnewlib-arm-none-eabi"),
+    "qemu-system-arm": ("qemu-system-arm",),
+}
+
+
+def install_hint(tools: list[str]) -> str:
+    """What to install for ``tools`` (keys of :data:`DEBIAN_PACKAGES`), and what works without them."""
+    pkgs = " ".join(p for t in tools for p in DEBIAN_PACKAGES[t])
+    return (f"{' and '.join(tools)} not found: install the Debian package{'s' if ' ' in pkgs else ''} {pkgs} "
+            f"(sudo apt-get install -y {pkgs}, or `make setup`), or estimate without them: --evaluator analytic")
+
 
 @functools.cache
 def version_line(exe: str | None) -> str | None:

@@ -39,11 +39,11 @@ import time
 import weakref
 from pathlib import Path
 
-from hardware._tools import version_line
+from hardware._tools import install_hint, version_line
 from hardware.boards import Board, get_board
 from hardware.link import Link
 
-__all__ = ["Emulator", "EmulatorError", "have_qemu", "qemu_command", "qemu_version"]
+__all__ = ["Emulator", "EmulatorError", "emulation_missing", "have_qemu", "qemu_command", "qemu_version"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,14 @@ class EmulatorError(RuntimeError):
 
 def have_qemu() -> bool:
     return shutil.which(_QEMU) is not None
+
+
+def emulation_missing() -> str | None:
+    """None when the emulator evaluator can run here; else which tools are missing and how to get them."""
+    from hardware.firmware.build import have_toolchain
+
+    missing = [t for t, ok in (("arm-none-eabi-gcc", have_toolchain()), ("qemu-system-arm", have_qemu())) if not ok]
+    return install_hint(missing) if missing else None
 
 
 def qemu_version() -> str | None:
@@ -118,6 +126,8 @@ class Emulator:
         (no race with other processes); a given port that is taken is replaced by a free one."""
         if not self.elf.is_file():
             raise EmulatorError(f"no firmware at {self.elf}")
+        if not have_qemu():
+            raise EmulatorError(install_hint(["qemu-system-arm"]).replace("qemu-system-arm", _QEMU, 1))
         want = self.port or 0
         last = ""
         for _ in range(_PORT_TRIES):

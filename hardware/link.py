@@ -4,7 +4,7 @@
         link.write(frame)
         reply = link.read_until(b"\\0", timeout_s=1.0)       # None on timeout
 
-:class:`FaultyPort` wraps any pyserial-like port and drops, duplicates, flips or delays bytes at a
+:class:`FaultyPort` wraps any pyserial-like port (``FaultyPort.open(url, rate)``: any URL) and drops, duplicates, flips or delays bytes at a
 seeded rate in both directions, to test the protocol's retries.
 """
 
@@ -134,6 +134,14 @@ class FaultyPort:
         self.rng = random.Random(seed)
         self.counts = dict.fromkeys(self.KINDS, 0)
         self._pending = bytearray()  # faulted bytes of the read direction, ready for the caller
+
+    @classmethod
+    def open(cls, url: str, rate: float, *, seed: int = 0, kinds: tuple[str, ...] = KINDS,
+             baudrate: int = 115200, **kw) -> FaultyPort:
+        """Any pyserial URL (``/dev/ttyACM0``, ``socket://...``, ``loop://``) behind injected faults."""
+        import serial
+
+        return cls(serial.serial_for_url(url, baudrate=baudrate, timeout=_POLL_S), rate, seed=seed, kinds=kinds, **kw)
 
     def _mangle(self, data: bytes) -> bytes:
         out = bytearray()

@@ -269,9 +269,14 @@ def _session(client, graph: Int8Graph, expect_digest: str | None, *, checks: int
              seed: int, run_timeout_s: float) -> _SessionResult:
     """The measurement dialogue, the same for every board: check identity, then for each random
     input stage it, run it, compare the output with the golden reference."""
+    from hardware.firmware.build import FIRMWARE_VERSION
+
     info = client.info()
+    if info.firmware_version != FIRMWARE_VERSION:
+        raise _Mismatch(f"the board runs kwsnas firmware {info.firmware_version}, this host needs "
+                        f"{FIRMWARE_VERSION}: flash it again (--flash, or nas firmware)", reflash=True)
     if expect_digest is not None and info.model_digest != expect_digest:
-        raise _Mismatch(f"the board runs model {info.model_digest}, not {expect_digest}")
+        raise _Mismatch(f"the board runs model {info.model_digest}, not {expect_digest}", reflash=True)
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise _Mismatch("the firmware handles one input and one output tensor")
     dev_in, dev_out = _device_io(graph)
@@ -301,7 +306,12 @@ def _session(client, graph: Int8Graph, expect_digest: str | None, *, checks: int
 
 
 class _Mismatch(RuntimeError):
-    """The board is not running what we expect (wrong model or sizes): no retry helps."""
+    """The board is not running what we expect (wrong firmware, model or sizes): retrying the same
+    session cannot help; ``reflash`` says programming the board again might."""
+
+    def __init__(self, message: str, *, reflash: bool = False) -> None:
+        super().__init__(message)
+        self.reflash = reflash
 
 
 def _assemble(name: str, board: Board, graph: Int8Graph, gm, image, res: _SessionResult, *,
@@ -411,6 +421,11 @@ class EmulatorEvaluator(_BuildingEvaluator):
 
         if not board.emulated:
             return _failed(self.name, board, graph, f"board {board.name} is not emulated")
+        from hardware.emulator import emulation_missing
+
+        missing = emulation_missing()
+        if missing:
+            return _failed(self.name, board, graph, f"emulator: {missing}")
         gm, image, failed = self._build(graph, board)
         if failed is not None:
             return failed
@@ -462,19 +477,39 @@ class SerialBoardEvaluator(_BuildingEvaluator):
 
     def _measure(self, model_bytes: bytes, graph: Int8Graph, board: Board) -> Measurement:
         from hardware.firmware.build import have_toolchain
-        from hardware.link import Link
-        from hardware.protocol import BoardFault, Client, ProtocolError
+        from hardware.protocol import BoardReset
 
         gm = image = None
         if have_toolchain() and (self._generate is not None or _has_codegen()):
             gm, image, failed = self._build(graph, board)
             if failed is not None:
                 return failed
-        if self.program is not None:
+        for attempt in range(2):  # a board that reset or runs something else: program it again, once
+            if self.program is not None:
+                try:
+                    self.program(model_bytes, image, board)
+                except Exception as e:
+                    return _failed(self.name, board, graph, f"programming the board: {e}")
             try:
-                self.program(model_bytes, image, board)
-            except Exception as e:
-                return _failed(self.name, board, graph, f"programming the board: {e}")
+                res = self._dialogue(graph, board)
+            except (BoardReset, _Mismatch) as e:
+                again = attempt == 0 and (isinstance(e, BoardReset) or (e.reflash and self.program is not None))
+                if again:
+                    log.warning("%s on %s: %s; %s", self.name, board.name, e,
+                                "programming it again" if self.program is not None else "measuring again")
+                    continue
+                return _failed(self.name, board, graph, f"{type(e).__name__.lstrip('_')}: {e}"
+                               + (" (twice)" if attempt else ""), variant=self._variant(board))
+            except _LinkFailed as e:
+                return _failed(self.name, board, graph, str(e), variant=self._variant(board))
+            return _assemble(self.name, board, graph, gm, image, res, variant=self._variant(board))
+        raise AssertionError("unreachable")
+
+    def _dialogue(self, graph: Int8Graph, board: Board) -> _SessionResult:
+        """Open the port and run the measurement session; link trouble becomes :class:`_LinkFailed`."""
+        from hardware.link import Link
+        from hardware.protocol import BoardFault, BoardReset, Client, ProtocolError
+
         url = self.url() if callable(self.url) else self.url or board.serial_url
         try:
             if self.open_port is not None:
@@ -482,16 +517,21 @@ class SerialBoardEvaluator(_BuildingEvaluator):
             else:
                 link = Link.open(url, self.baud or board.baud, connect_timeout_s=self.connect_timeout_s)
         except (ConnectionError, OSError) as e:
-            return _failed(self.name, board, graph, f"link: {e}")
+            raise _LinkFailed(f"link: {e}") from e
         try:
             client = Client(link, timeout_s=self.timeout_s, retries=self.retries)
-            res = _session(client, graph, graph.digest()[:16], checks=self.checks, runs=self.runs,
-                           per_op=self.per_op, seed=self.seed, run_timeout_s=self._run_timeout_s(graph))
-        except (BoardFault, _Mismatch, ProtocolError, OSError) as e:
-            return _failed(self.name, board, graph, f"{type(e).__name__}: {e}", variant=self._variant(board))
+            return _session(client, graph, graph.digest()[:16], checks=self.checks, runs=self.runs,
+                            per_op=self.per_op, seed=self.seed, run_timeout_s=self._run_timeout_s(graph))
+        except (BoardReset, _Mismatch):
+            raise
+        except (BoardFault, ProtocolError, OSError) as e:
+            raise _LinkFailed(f"{type(e).__name__}: {e}") from e
         finally:
             link.close()
-        return _assemble(self.name, board, graph, gm, image, res, variant=self._variant(board))
+
+
+class _LinkFailed(RuntimeError):
+    """The port could not be opened or the dialogue broke off (the message says how)."""
 
 
 def _has_codegen() -> bool:

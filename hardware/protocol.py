@@ -17,13 +17,20 @@ Commands (request payload -> response data after the status byte):
 INFO        0x01 -                                :class:`BoardInfo` (struct ``_INFO``)
 ECHO        0x02 bytes                            the same bytes
 SET_INPUT   0x03 u32 offset, bytes                - (stages input; chunks of <= 250 bytes)
-RUN         0x04 u16 runs, u8 flags (1 = per-op)  u16 runs, u64 count per run
+RUN         0x04 u16 runs, u8 flags (1 = per-op)  u16 runs, u64 count per run (NO_INPUT before any SET_INPUT)
 OP_COUNTS   0x05 u16 first, u16 count             u16 count, u64 per op (last per-op run)
 READ_OUTPUT 0x06 u32 offset, u16 length           bytes
 STACK       0x07 -                                u32 peak bytes, u32 reserved bytes
 EXIT        0x08 u8 code                          - (then the target exits or resets)
+BOOT        0x7E (unsolicited, seq 0)             u16 firmware version; sent once after every reset
 FAULT       0x7F (unsolicited, seq 0)             u32 pc, lr, CFSR, HFSR; the target then exits
 =========== ==== ================================ ==========================================
+
+A reset behind the host's back (brown-out, watchdog, someone pressing RESET) is seen two ways: the
+BOOT frame arriving after the session's first answer, or RUN answering NO_INPUT because the staged
+input is gone. Both raise :class:`BoardReset`, so a measurement is repeated, never half-trusted.
+The client also adapts to a noisy link: after a retry it halves the size of its chunked transfers
+(down to ``MIN_CHUNK``), and grows them back after a run of clean answers.
 
 Counts are in the board's counter unit: instructions on the emulator, cycles on real parts
 (``BoardInfo.counter``). Host-to-target bandwidth is low (~16-20 KiB/s on QEMU, 11 KiB/s at
@@ -41,7 +48,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 __all__ = [
-    "PROTOCOL_VERSION", "BoardFault", "BoardInfo", "Client", "Cmd", "CommandError", "Frame", "LinkTimeout",
+    "PROTOCOL_VERSION", "BoardFault", "BoardInfo", "BoardReset", "Client", "Cmd", "CommandError", "Frame", "LinkTimeout",
     "ProtocolError", "Status", "cobs_decode", "cobs_encode", "decode_frame", "encode_frame",
 ]
 
@@ -53,6 +60,9 @@ MAX_PAYLOAD = 256          # the target's buffer (firmware/main.c MAX_PAYLOAD)
 INPUT_CHUNK = MAX_PAYLOAD - 4 - 2  # SET_INPUT carries a u32 offset; keep a little slack
 OUTPUT_CHUNK = MAX_PAYLOAD - 6
 MAX_RUNS = 30              # RUN counts per request (main.c MAX_RUNS)
+MIN_CHUNK = 16             # smallest chunk on a bad link: ~30-byte frames survive 1 % byte faults ~3 times in 4
+_GROW_AFTER = 16           # clean first-try answers in a row before chunks grow again
+_BIG_CHUNK_RETRIES = 2     # attempts left to a long frame before it is split (each failure halves the chunk)
 _INFO = struct.Struct("<BBHIIIIIHHI16s")
 
 
@@ -65,6 +75,7 @@ class Cmd(IntEnum):
     READ_OUTPUT = 0x06
     STACK = 0x07
     EXIT = 0x08
+    BOOT = 0x7E
     FAULT = 0x7F
 
 
@@ -73,6 +84,7 @@ class Status(IntEnum):
     UNKNOWN_CMD = 1
     BAD_ARGS = 2
     BAD_RANGE = 3
+    NO_INPUT = 4
 
 
 class ProtocolError(RuntimeError):
@@ -88,6 +100,10 @@ class CommandError(ProtocolError):
         name = Status(status).name if status in Status._value2member_map_ else str(status)
         super().__init__(f"{Cmd(cmd).name if cmd in Cmd._value2member_map_ else cmd}: target status {name}")
         self.cmd, self.status = cmd, status
+
+
+class BoardReset(ProtocolError):
+    """The target restarted during the session: whatever it held (input, output, counts) is gone."""
 
 
 class BoardFault(ProtocolError):
@@ -212,27 +228,37 @@ class Client:
         self.timeout_s = timeout_s
         self.retries = retries
         self._seq = int.from_bytes(os.urandom(1), "little")  # unlikely to equal a previous session's last
-        self.stats = {"requests": 0, "retries": 0, "bad_frames": 0, "stale_frames": 0}
+        self.stats = {"requests": 0, "retries": 0, "bad_frames": 0, "stale_frames": 0, "boot_frames": 0}
+        self.chunk = INPUT_CHUNK  # bytes per SET_INPUT/READ_OUTPUT transfer, adapted to the link
+        self._clean = 0           # first-try answers in a row
+        self._answered = False    # a BOOT frame after the first answer means the board reset
 
-    def request(self, cmd: Cmd, payload: bytes = b"", timeout_s: float | None = None) -> bytes:
+    def request(self, cmd: Cmd, payload: bytes = b"", timeout_s: float | None = None, retries: int | None = None
+                ) -> bytes:
         """Send one command and return the response data (after the status byte)."""
+        retries = self.retries if retries is None else retries
         self._seq = (self._seq + 1) & 0xFF
         seq = self._seq
         frame = encode_frame(cmd, seq, payload)
         timeout_s = self.timeout_s if timeout_s is None else timeout_s
         self.stats["requests"] += 1
-        for attempt in range(self.retries + 1):
+        for attempt in range(retries + 1):
             if attempt:
                 self.stats["retries"] += 1
                 log.debug("retrying %s (seq %d), attempt %d", Cmd(cmd).name, seq, attempt + 1)
             self.link.write(frame)
             reply = self._await(cmd, seq, time.monotonic() + timeout_s)
             if reply is not None:
+                self._adapt(clean=attempt == 0)
+                self._answered = True
                 status, data = reply[0], reply[1:]
+                if status == Status.NO_INPUT:
+                    raise BoardReset(f"{Cmd(cmd).name}: the board lost its staged input (it was reset)")
                 if status != Status.OK:
                     raise CommandError(cmd, status)
                 return data
-        raise LinkTimeout(f"{Cmd(cmd).name}: no valid answer in {self.retries + 1} attempts of {timeout_s:g} s")
+            self._adapt(clean=False)
+        raise LinkTimeout(f"{Cmd(cmd).name}: no valid answer in {retries + 1} attempts of {timeout_s:g} s")
 
     def _await(self, cmd: int, seq: int, deadline: float) -> bytes | None:
         """The matching response's payload, or None to retry (timeout or a damaged frame)."""
@@ -248,10 +274,26 @@ class Client:
                 return None  # damaged: ask again at once instead of waiting out the timeout
             if f.cmd == (Cmd.FAULT | 0x80) and len(f.payload) >= 17:
                 raise BoardFault(*struct.unpack_from("<IIII", f.payload, 1))
+            if f.cmd == (Cmd.BOOT | 0x80) and f.seq == 0:
+                self.stats["boot_frames"] += 1
+                if self._answered:
+                    raise BoardReset(f"{Cmd(cmd).name}: the board announced a restart mid-session")
+                continue  # the boot we just caused (QEMU start, flashing): expected
             if f.version != PROTOCOL_VERSION or f.cmd != (cmd | 0x80) or f.seq != seq or not f.payload:
                 self.stats["stale_frames"] += 1
                 continue
             return f.payload
+
+    def _adapt(self, clean: bool) -> None:
+        """Halve the transfer chunk after trouble; double it after ``_GROW_AFTER`` clean answers."""
+        if not clean:
+            self._clean = 0
+            self.chunk = max(MIN_CHUNK, self.chunk // 2)
+            return
+        self._clean += 1
+        if self._clean >= _GROW_AFTER and self.chunk < INPUT_CHUNK:
+            self._clean = 0
+            self.chunk = min(INPUT_CHUNK, self.chunk * 2)
 
     # ---- commands ----
     def info(self) -> BoardInfo:
@@ -263,41 +305,66 @@ class Client:
     def echo(self, data: bytes) -> bytes:
         return self.request(Cmd.ECHO, data)
 
+    def _chunked(self, total: int, unit_bytes: int, cap: int, send, *, may_hang: bool = False) -> None:
+        """``send(first, n, retries)`` over items ``[0, total)`` in pieces of at most ``cap`` items and
+        :attr:`chunk` bytes. A piece larger than ``MIN_CHUNK`` bytes gets few attempts: when they fail
+        and the link is to blame, the piece is sent again smaller, so a long frame on a noisy link never
+        exhausts the retries. The link is to blame when the board has answered before, unless the command
+        ``may_hang`` (RUN: a board stuck in the model is silent too); then only damaged frames prove it."""
+        done = 0
+        while done < total:
+            n = min(cap, max(1, self.chunk // unit_bytes), total - done)
+            big = n * unit_bytes > MIN_CHUNK
+            try:
+                send(done, n, min(self.retries, _BIG_CHUNK_RETRIES) if big else self.retries)
+            except LinkTimeout:
+                if not big or not (self.stats["bad_frames"] if may_hang else self._answered):
+                    raise
+                continue  # _adapt has shrunk the chunk: the same items, in smaller pieces
+            done += n
+
     def set_input(self, data: bytes) -> None:
-        for off in range(0, len(data), INPUT_CHUNK):
-            self.request(Cmd.SET_INPUT, struct.pack("<I", off) + data[off:off + INPUT_CHUNK])
+        self._chunked(len(data), 1, INPUT_CHUNK, lambda off, n, retries: self.request(
+            Cmd.SET_INPUT, struct.pack("<I", off) + data[off:off + n], retries=retries))
 
     def run(self, runs: int = 1, per_op: bool = False, timeout_s: float = 30.0) -> list[int]:
         """Run the staged input ``runs`` times; the count of each run (counter unit)."""
         counts: list[int] = []
-        while runs > 0:
-            n = min(runs, MAX_RUNS)
-            data = self.request(Cmd.RUN, struct.pack("<HB", n, 1 if per_op else 0), timeout_s=timeout_s * n)
+
+        def send(first: int, n: int, retries: int) -> None:
+            data = self.request(Cmd.RUN, struct.pack("<HB", n, 1 if per_op else 0), timeout_s=timeout_s * n,
+                                retries=retries)
             got, = struct.unpack_from("<H", data)
             if got != n or len(data) != 2 + 8 * n:
                 raise ProtocolError(f"RUN answered {got} counts for {n} runs")
-            counts += list(struct.unpack_from(f"<{n}Q", data, 2))
-            runs -= n
+            counts.extend(struct.unpack_from(f"<{n}Q", data, 2))
+
+        self._chunked(runs, 8, MAX_RUNS, send, may_hang=True)  # on a noisy link, fewer runs per answer (8 bytes each)
         return counts
 
     def op_counts(self, num_ops: int) -> list[int]:
         """Per-op counts of the last run made with ``per_op=True``."""
         out: list[int] = []
-        step = (MAX_PAYLOAD - 3) // 8
-        for first in range(0, num_ops, step):
-            n = min(step, num_ops - first)
-            data = self.request(Cmd.OP_COUNTS, struct.pack("<HH", first, n))
-            out += list(struct.unpack_from(f"<{n}Q", data, 2))
+
+        def send(first: int, n: int, retries: int) -> None:
+            data = self.request(Cmd.OP_COUNTS, struct.pack("<HH", first, n), retries=retries)
+            if len(data) != 2 + 8 * n:
+                raise ProtocolError(f"OP_COUNTS returned {len(data)} bytes for {n} counts")
+            out.extend(struct.unpack_from(f"<{n}Q", data, 2))
+
+        self._chunked(num_ops, 8, (MAX_PAYLOAD - 3) // 8, send)
         return out
 
     def read_output(self, nbytes: int) -> bytes:
         out = bytearray()
-        for off in range(0, nbytes, OUTPUT_CHUNK):
-            n = min(OUTPUT_CHUNK, nbytes - off)
-            data = self.request(Cmd.READ_OUTPUT, struct.pack("<IH", off, n))
+
+        def send(off: int, n: int, retries: int) -> None:
+            data = self.request(Cmd.READ_OUTPUT, struct.pack("<IH", off, n), retries=retries)
             if len(data) != n:
                 raise ProtocolError(f"READ_OUTPUT returned {len(data)} of {n} bytes")
-            out += data
+            out.extend(data)
+
+        self._chunked(nbytes, 1, OUTPUT_CHUNK, send)
         return bytes(out)
 
     def stack(self) -> tuple[int, int]:

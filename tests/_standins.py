@@ -168,13 +168,19 @@ class FakeBoard:
     Two loop ports are the two wires: what the host writes goes into ``down``, the fake takes it
     out, answers each complete frame (outputs from ``hardware.reference``, counts from a fixed
     formula: 4 per MAC plus 100 per op, as "cycles") into ``up``, where the host's reads find it.
-    Like the firmware, it answers a repeated request from its cache.
+    Like the firmware, it answers a repeated request from its cache and refuses RUN before any input.
+
+    Faults on demand: ``reset_at`` (command numbers, counted over the fake's life, at which it resets
+    instead of answering: staged input and answer cache lost, a BOOT frame sent), ``delay_s`` (every
+    answer held back that long: a slow board), ``firmware`` (the version its INFO reports).
     """
 
     def __init__(self, graph: Int8Graph, *, url: str = "loop://", board: str = "fake", cpu_hz: int = 100_000_000,
-                 digest: str | None = None, corrupt_output: bool = False) -> None:
+                 digest: str | None = None, corrupt_output: bool = False, reset_at: tuple[int, ...] = (),
+                 delay_s: float = 0.0, firmware: str | None = None) -> None:
         import serial
 
+        from hardware.firmware.build import FIRMWARE_VERSION
         from hardware.protocol import MAX_PAYLOAD, PROTOCOL_VERSION, BoardInfo
 
         self.down = serial.serial_for_url(url, timeout=0)     # host -> target
@@ -185,13 +191,18 @@ class FakeBoard:
         tin, tout = graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]
         self.order = graph.topological_order()
         self.op_cycles = [4 * graph.op_macs(i) + 100 for i in self.order]
-        self.info = BoardInfo(PROTOCOL_VERSION, "1.0", "cycles", cpu_hz, 0x410FC241, 0, tin.nbytes, tout.nbytes,
+        self.info = BoardInfo(PROTOCOL_VERSION, firmware or FIRMWARE_VERSION, "cycles", cpu_hz, 0x410FC241, 0, tin.nbytes, tout.nbytes,
                               len(self.order), MAX_PAYLOAD, 4096, digest or graph.digest()[:16], board)
         self.input = bytearray(tin.nbytes)
         self.output = bytes(tout.nbytes)
         self._rx = bytearray()
         self._last: tuple[int, int, int, bytes] | None = None  # (seq, cmd, crc, encoded reply)
         self.executed = 0   # commands run (not answered from the cache)
+        self.received = 0   # valid requests seen, repeats included
+        self.reset_at, self.resets = set(reset_at), 0
+        self.staged = False
+        self.delay_s = delay_s
+        self._held: list[tuple[float, bytes]] = []  # (release time, frame) of a slow board
 
     # pyserial-like surface used by hardware.link.Link
     @property
@@ -202,11 +213,19 @@ class FakeBoard:
     def timeout(self, v):
         self.up.timeout = v
 
+    def _release(self) -> None:
+        import time
+
+        while self._held and self._held[0][0] <= time.monotonic():
+            self.up.write(self._held.pop(0)[1])
+
     @property
     def in_waiting(self) -> int:
+        self._release()
         return self.up.in_waiting
 
     def read(self, size: int = 1) -> bytes:
+        self._release()
         return self.up.read(size)
 
     def reset_input_buffer(self) -> None:
@@ -222,9 +241,23 @@ class FakeBoard:
         while (i := self._rx.find(b"\0")) >= 0:
             raw, self._rx = bytes(self._rx[:i]), self._rx[i + 1:]
             reply = self._handle(raw)
-            if reply:
+            if reply and self.delay_s:
+                import time
+
+                self._held.append((time.monotonic() + self.delay_s, reply))
+            elif reply:
                 self.up.write(reply)
         return len(data)
+
+    def reset(self) -> None:
+        """What a reset does to the firmware: state gone, then the BOOT announcement."""
+        from hardware.protocol import Cmd, encode_frame
+
+        self.resets += 1
+        self.staged, self._last = False, None
+        self.input = bytearray(len(self.input))
+        self.up.write(b"\0" + encode_frame(Cmd.BOOT | 0x80, 0, b"\0" + bytes([int(v) for v in
+                                                                           reversed(self.info.firmware_version.split("."))])))
 
     def _handle(self, raw: bytes) -> bytes | None:
         import struct
@@ -234,6 +267,10 @@ class FakeBoard:
 
         f = decode_frame(raw)
         if f is None or f.version != PROTOCOL_VERSION or f.cmd & 0x80:
+            return None
+        self.received += 1
+        if self.received in self.reset_at:
+            self.reset()  # the request is lost with the rest of the state
             return None
         if self._last and self._last[:3] == (f.seq, f.cmd, f.crc):
             return self._last[3]
@@ -249,6 +286,9 @@ class FakeBoard:
                 status = Status.BAD_RANGE
             else:
                 self.input[off:off + len(p) - 4] = p[4:]
+                self.staged = True
+        elif f.cmd == Cmd.RUN and not self.staged:
+            status = Status.NO_INPUT
         elif f.cmd == Cmd.RUN:
             runs, _flags = struct.unpack("<HB", p)
             tin = self.graph.tensors[self.graph.inputs[0]]

@@ -16,7 +16,7 @@ import pytest
 from hardware import read_tflite, write_tflite
 from hardware.boards import get_board
 from hardware.emulator import Emulator, have_qemu
-from hardware.firmware.build import have_toolchain
+from hardware.firmware.build import FIRMWARE_VERSION, have_toolchain
 from hardware.link import FaultyPort
 from hardware.measure import (
     AnalyticEvaluator,
@@ -140,7 +140,7 @@ class TestEvaluatorContract:
             assert sum(m.flash_split.values()) == m.flash_bytes
             assert m.flash_split["model_data"] >= 80 * 32 + 32 * 12
             assert m.ram_bytes == m.ram_static_bytes + m.ram_stack_bytes > 0
-            assert m.toolchain_version and m.firmware_version == "1.0"
+            assert m.toolchain_version and m.firmware_version == FIRMWARE_VERSION
 
     def test_second_measurement_comes_from_the_cache(self, evaluator, model_bytes):
         first = evaluator.measure(model_bytes, BOARD)

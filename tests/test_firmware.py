@@ -15,9 +15,9 @@ import pytest
 from hardware import reference
 from hardware.boards import BoardError, all_boards, board_names, default_board, get_board
 from hardware.emulator import Emulator, EmulatorError, have_qemu
-from hardware.firmware.build import DoesNotFit, build_firmware, have_toolchain
+from hardware.firmware.build import FIRMWARE_VERSION, DoesNotFit, build_firmware, have_toolchain
 from hardware.link import FaultyPort, Link
-from hardware.protocol import BoardFault, Client, LinkTimeout
+from hardware.protocol import BoardFault, BoardReset, Client, LinkTimeout
 from tests._standins import fc_graph, stub_generate
 
 needs_toolchain = pytest.mark.skipif(not have_toolchain(), reason="arm-none-eabi-gcc not installed")
@@ -142,7 +142,7 @@ def test_firmware_on_each_emulated_board(graph, model, board):
     with Emulator(image.elf_path, board) as emu:
         client = Client(emu.link)
         info = client.info()
-        assert (info.board, info.counter, info.firmware_version) == (board, "instructions", "1.0")
+        assert (info.board, info.counter, info.firmware_version) == (board, "instructions", FIRMWARE_VERSION)
         assert (info.cpuid >> 4) & 0xFFF == CPU_PART[get_board(board).core]  # the core QEMU really runs
         assert (info.input_bytes, info.output_bytes, info.num_ops) == (96, 10, 2)
         assert info.model_digest == graph.digest()[:16]
@@ -181,10 +181,25 @@ def test_fault_is_reported_with_its_pc(graph):
     image = build_firmware(stub_generate(graph, fault=True), "mps2-an386")
     with Emulator(image.elf_path, "mps2-an386") as emu:
         client = Client(emu.link, timeout_s=1.0, retries=0)
+        client.set_input(bytes(96))
         with pytest.raises(BoardFault, match="fault at pc=0x") as e:
             client.run(1)
         assert e.value.cfsr or e.value.hfsr
         assert emu.wait(5.0) == 3
+    assert not _qemu_children()
+
+
+@needs_qemu
+def test_firmware_announces_its_boot_and_refuses_to_run_without_input(model):
+    """What lets the host see a reset: the BOOT frame after every start, and NO_INPUT before any input."""
+    image = build_firmware(model, "mps2-an386")
+    with Emulator(image.elf_path, "mps2-an386") as emu:
+        client = Client(emu.link, timeout_s=1.0, retries=0)
+        assert client.info().firmware_version == FIRMWARE_VERSION and client.stats["boot_frames"] == 1
+        with pytest.raises(BoardReset, match="lost its staged input"):
+            client.run(1)
+        client.set_input(bytes(96))
+        assert len(client.run(2)) == 2
     assert not _qemu_children()
 
 

@@ -35,7 +35,7 @@ from pathlib import Path
 from string import Template
 from typing import Any, Protocol
 
-from hardware._tools import version_line
+from hardware._tools import install_hint, version_line
 from hardware.boards import Board, get_board
 
 __all__ = [
@@ -45,7 +45,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FIRMWARE_VERSION = "1.0"   # fw.h FW_VERSION (0x0100); bump with any change to the target side
+FIRMWARE_VERSION = "1.1"   # fw.h FW_VERSION (0x0101); bump with any change to the target side
 SOURCE_DIR = Path(__file__).resolve().parent
 _COMMON_SOURCES = ("startup.c", "main.c", "runtime.c")  # + board_<platform>.c; model_glue.c goes with the model
 DEFAULT_STACK_BYTES = 4096  # reserved and painted; the measured peak is what counts as RAM used
@@ -221,7 +221,7 @@ def build_firmware(gm: GeneratedSources, board: Board | str, out_dir: Path | str
     board = get_board(board)
     toolchain = toolchain_version()
     if toolchain is None:
-        raise ToolchainMissing(f"{_gcc()} not found (Debian: gcc-arm-none-eabi libnewlib-arm-none-eabi)")
+        raise ToolchainMissing(install_hint(["arm-none-eabi-gcc"]).replace("arm-none-eabi-gcc", _gcc(), 1))
     key = _build_key(gm, board, stack_bytes, toolchain)
     entry = firmware_cache_dir() / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', board.name)}-{key}"
     meta = entry / "image.json"

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define FW_VERSION 0x0100u      /* major << 8 | minor; also in hardware/firmware/build.py */
+#define FW_VERSION 0x0101u      /* major << 8 | minor; also in hardware/firmware/build.py */
 #define FW_PROTOCOL_VERSION 1u  /* hardware/protocol.py PROTOCOL_VERSION */
 
 #define REG32(addr) (*(volatile uint32_t *)(addr))

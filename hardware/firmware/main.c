@@ -16,8 +16,8 @@
 #define MAX_RUNS 30u /* counts of one RUN fit one response: 2 + 30 * 8 < MAX_PAYLOAD */
 
 enum { CMD_INFO = 0x01, CMD_ECHO = 0x02, CMD_SET_INPUT = 0x03, CMD_RUN = 0x04, CMD_OP_COUNTS = 0x05,
-       CMD_READ_OUTPUT = 0x06, CMD_STACK = 0x07, CMD_EXIT = 0x08, CMD_FAULT = 0x7F };
-enum { ST_OK = 0, ST_UNKNOWN_CMD = 1, ST_BAD_ARGS = 2, ST_BAD_RANGE = 3 };
+       CMD_READ_OUTPUT = 0x06, CMD_STACK = 0x07, CMD_EXIT = 0x08, CMD_BOOT = 0x7E, CMD_FAULT = 0x7F };
+enum { ST_OK = 0, ST_UNKNOWN_CMD = 1, ST_BAD_ARGS = 2, ST_BAD_RANGE = 3, ST_NO_INPUT = 4 };
 
 /* ---- state ---- */
 static volatile uint8_t rx_ring[256];       /* filled by the UART interrupt */
@@ -27,6 +27,7 @@ static uint8_t req[RAW_MAX];                /* decoded request */
 static uint8_t rsp[RAW_MAX];                /* last response (kept for retries) */
 static uint32_t rsp_len, last_req_crc;
 static int have_last;
+static int input_staged;                    /* a SET_INPUT arrived since boot: RUN refuses before it */
 static uint64_t op_t0;
 unsigned int fw_profiling;                        /* read by KWS_OP_BEGIN/END (profile.h) */
 
@@ -150,6 +151,8 @@ static int cmd_run(const uint8_t *a, uint32_t n, uint8_t *out)
     uint32_t runs = get_u16(a), flags = a[2];
     if (runs == 0 || runs > MAX_RUNS)
         return -ST_BAD_RANGE;
+    if (!input_staged)
+        return -ST_NO_INPUT; /* nothing staged since boot: the board was reset behind the host's back */
     uint8_t *p = put_u16(out, runs);
     for (uint32_t r = 0; r < runs; r++) {
         memcpy(kws_input(), fw_input_stash, fw_input_bytes);
@@ -191,6 +194,7 @@ static int dispatch(uint8_t cmd, const uint8_t *a, uint32_t n, uint8_t *out)
         if (off > fw_input_bytes || len > fw_input_bytes - off)
             return -ST_BAD_RANGE;
         memcpy(fw_input_stash + off, a + 4, len);
+        input_staged = 1;
         return 0;
     }
     case CMD_RUN:
@@ -280,6 +284,11 @@ void fw_fault(uint32_t pc, uint32_t lr)
 int main(void)
 {
     board_init();
+    /* announce the boot (unsolicited, seq 0): a host that sees this mid-session knows the board reset */
+    uint8_t *p = put_u16(rsp + HEADER + 1u, FW_VERSION);
+    rsp[HEADER] = ST_OK;
+    board_putc(0); /* end any partial frame the host holds from before the reset */
+    finish(CMD_BOOT, 0, (uint32_t)(p - (rsp + HEADER)));
     uint32_t n = 0;
     int overflow = 0;
     for (;;) {

@@ -145,17 +145,17 @@ def _columns(rows: list[tuple[str, ...]], right: set[int]) -> list[str]:
 def make_evaluator(kind: str | None, board, *, port: str | None = None, variant: str | None = None,
                    cache: bool = True, flash: str | None = None, probe: str | None = None):
     """The evaluator for ``--evaluator``/``--port`` on ``board`` (see ``nas measure --help`` for defaults)."""
-    from hardware.emulator import have_qemu
-    from hardware.firmware.build import have_toolchain
+    from hardware.emulator import emulation_missing
     from hardware.measure import AnalyticEvaluator, EmulatorEvaluator, SerialBoardEvaluator
     from nas.cli import UserError
 
     if kind is None:
         kind = "serial" if port or not board.emulated else "emulator"
-        if kind == "emulator" and not (have_toolchain() and have_qemu()):
-            log.warning("arm-none-eabi-gcc or qemu-system-arm is missing: estimating analytically "
-                        "(install both to measure; Debian: gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm)")
+        if kind == "emulator" and emulation_missing():
+            log.warning("estimating analytically: %s", emulation_missing())
             kind = "analytic"
+    elif kind == "emulator" and emulation_missing():
+        raise UserError(f"--evaluator emulator: {emulation_missing()}")
     if port and kind != "serial":
         raise UserError(f"--port is for --evaluator serial, not {kind}")
     if kind == "emulator" and not board.emulated:

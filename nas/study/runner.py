@@ -90,7 +90,8 @@ MIN_FREE_BYTES = int(os.environ.get("KWSNAS_MIN_FREE_MB", 200)) * 2**20
 
 
 def preflight(cfg: SearchConfig) -> None:
-    """Fail before any work when the study's folder cannot be written or its disk is (nearly) full."""
+    """Fail before any work when the study's folder cannot be written, its disk is (nearly) full, or the
+    evaluator's tools (compiler, emulator) are missing."""
     import shutil
 
     run_dir = cfg.run_dir
@@ -102,6 +103,12 @@ def preflight(cfg: SearchConfig) -> None:
     except OSError as e:
         raise ValueError(f"cannot write the study folder {run_dir}: {e.strerror or e} "
                          "(choose another --name, or run from a writable directory)") from None
+    if cfg.evaluator == "emulator":
+        from hardware.emulator import emulation_missing
+
+        missing = emulation_missing()
+        if missing:
+            raise ValueError(f"the study measures on the emulator (evaluator = \"emulator\"), but {missing}")
     free = shutil.disk_usage(run_dir).free
     if free < MIN_FREE_BYTES:
         raise ValueError(f"only {free / 2**20:.0f} MB free on the disk of {run_dir}; a search needs at least "
