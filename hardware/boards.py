@@ -24,8 +24,8 @@ __all__ = ["Board", "BoardError", "MemoryRegion", "all_boards", "board_names", "
 _TABLE = Path(__file__).with_name("boards.toml")
 
 
-class BoardError(KeyError):
-    """An unknown board name or an inconsistent board table entry."""
+class BoardError(KeyError, ValueError):
+    """An unknown board name or an inconsistent board table entry (a ValueError too: bad user input)."""
 
     def __str__(self) -> str:  # KeyError quotes its message; this one is a sentence
         return str(self.args[0]) if self.args else ""

@@ -175,7 +175,7 @@ def layer_from_dict(d: Any, where: str = "layer") -> Layer:
     if not isinstance(d, dict):
         raise SpecError(f"{where}: expected an object with a 'kind', got {type(d).__name__}")
     kind = d.get("kind")
-    if kind not in LAYER_KINDS:
+    if not isinstance(kind, str) or kind not in LAYER_KINDS:
         raise SpecError(f"{where}: unknown layer kind {kind!r} (known: {', '.join(LAYER_KINDS)})")
     cls = LAYER_KINDS[kind]
     names = {f.name for f in dataclasses.fields(cls)}

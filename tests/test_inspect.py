@@ -84,8 +84,8 @@ def test_unreadable_paths_name_the_file(tmp_path: Path, capsys: pytest.CaptureFi
         assert capsys.readouterr().err.startswith(f"error: {path}: ")
 
 
-def test_corrupted_files_give_one_error_line_naming_the_file(tmp_path: Path,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_corrupted_files_give_one_error_line_naming_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                            fault_counts) -> None:
     """200 mutants (byte flips, truncations, zeroed ranges, random words) through ``nas inspect`` in-process:
     each one is summarised (exit 0) or rejected with one ``error: <file>: ...`` line (exit 2)."""
     bases = [write_tflite(_kwsnas_model(1)), write_tflite(_kwsnas_model(2, float_io=True)),
@@ -112,9 +112,9 @@ def test_corrupted_files_give_one_error_line_naming_the_file(tmp_path: Path,
             outcome = "bad error"
             problems.append(f"{kind} {path.name}: exit {rc}")
         counts[outcome] += 1
+    fault_counts(f"fuzz: nas inspect, 200 corrupted .tflite files ({counts['ok']} summarised, "
+                 f"{counts['clean error']} one-line errors)", injected=200,
+                 survived=counts["ok"] + counts["clean error"], lost=counts["uncaught"] + counts["bad error"])
     summary = f"nas inspect on 200 corrupted .tflite files: {counts}"
-    print(summary)
-    with capsys.disabled():
-        print(f"\n{summary}")
     assert counts["uncaught"] == counts["bad error"] == 0, (summary, problems[:5])
     assert counts["ok"] + counts["clean error"] == 200 and counts["clean error"] > 50, summary

@@ -209,7 +209,7 @@ def test_malformed_inputs_raise_clear_errors() -> None:
         read_tflite(bytes(data))
 
 
-def test_randomly_corrupted_files_fail_cleanly() -> None:
+def test_randomly_corrupted_files_fail_cleanly(fault_counts) -> None:
     """200 mutants (byte flips, truncations, zeroed ranges, random words), read in a child process so
     a crash or hang cannot take the test session down: each one loads (and then runs in the
     reference) or raises ModelFormatError/UnsupportedModelError."""
@@ -218,6 +218,10 @@ def test_randomly_corrupted_files_fail_cleanly() -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     print("corrupted .tflite files:", result["counts"], result["by_kind"])
+    c = result["counts"]
+    fault_counts(f"fuzz: .tflite importer, 200 mutants ({c['loaded']} load, "
+                 f"{c['ModelFormatError'] + c['UnsupportedModelError']} named errors)", injected=200,
+                 survived=200 - c["unexpected"], lost=c["unexpected"])
     assert result["counts"]["unexpected"] == 0, result["unexpected"]
     assert sum(result["counts"].values()) == 200
     assert result["counts"]["ModelFormatError"] > 50

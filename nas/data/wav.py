@@ -6,6 +6,7 @@ the clip, count it and go on.
 
 from __future__ import annotations
 
+import struct
 import wave
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +42,10 @@ def _open(path: Path) -> wave.Wave_read:
         return wave.open(str(path), "rb")
     except FileNotFoundError as e:
         raise BadClipError(path, "no such file") from e
-    except (wave.Error, EOFError) as e:
-        raise BadClipError(path, f"not a PCM WAV file ({e})") from e
+    except (wave.Error, EOFError, RuntimeError, ValueError, struct.error, OverflowError) as e:
+        # the stdlib parser's own failures on a damaged header (a chunk size that seeks past the end
+        # raises a bare RuntimeError; an odd field, struct.error): all mean "not a WAV we can read"
+        raise BadClipError(path, f"not a PCM WAV file ({e or type(e).__name__})") from e
     except OSError as e:
         raise BadClipError(path, f"cannot read ({e.strerror or e})") from e
 
@@ -72,8 +75,9 @@ def read_wav(path: Path | str, sample_rate_hz: int = SAMPLE_RATE_HZ) -> np.ndarr
             raise BadClipError(path, "no samples")
         try:
             data = w.readframes(info.frames)
-        except (wave.Error, EOFError, OSError) as e:
-            raise BadClipError(path, f"unreadable sample data ({e})") from e
+        except (wave.Error, EOFError, OSError, RuntimeError, ValueError, struct.error, OverflowError,
+                MemoryError) as e:
+            raise BadClipError(path, f"unreadable sample data ({e or type(e).__name__})") from e
     got = len(data) // 2
     if got < info.frames:
         raise BadClipError(path, f"truncated: header promises {info.frames} samples, file holds {got}")

@@ -19,7 +19,6 @@ import dataclasses
 import json
 import logging
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,14 +61,9 @@ class RealSearchConfig:
 
 
 def load_real_search_config(path: Path | str | None = None, **overrides: Any) -> RealSearchConfig:
-    d: dict[str, Any] = {}
-    if path is not None:
-        try:
-            d = tomllib.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise ValueError(f"{path}: no such experiment config") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"{path}: not a valid TOML file ({e})") from None
+    from nas.study.config import read_toml
+
+    d: dict[str, Any] = read_toml(path) if path is not None else {}
     d.update({k: v for k, v in overrides.items() if v is not None})
     for key in ("noise", "split_rule"):
         if d.get(key) == "":

@@ -25,7 +25,6 @@ import logging
 import math
 import shutil
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,14 +80,9 @@ class SeedConfig:
 
 def load_seed_config(path: Path | str | None = None, **overrides: Any) -> SeedConfig:
     """Defaults, then the TOML file (if any), then non-None ``overrides``."""
-    d: dict[str, Any] = {}
-    if path is not None:
-        try:
-            d = tomllib.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise ValueError(f"{path}: no such experiment config") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"{path}: not a valid TOML file ({e})") from None
+    from nas.study.config import read_toml
+
+    d: dict[str, Any] = read_toml(path) if path is not None else {}
     d.update({k: v for k, v in overrides.items() if v is not None})
     for key in ("presets", "protocols", "boards", "references"):
         if key in d:

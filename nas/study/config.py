@@ -43,6 +43,20 @@ class TrainBudget:
     batch_size: int = 100
 
 
+def _check_train_budget(t: TrainBudget) -> None:
+    """Refuse a training budget that every trial would fail on, before the search starts."""
+    for key in ("epochs", "steps", "batch_size"):
+        v = getattr(t, key)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+            raise ValueError(f"[train] {key} must be a positive integer, got {v!r}")
+    if t.time_s is not None and not (isinstance(t.time_s, int | float) and t.time_s > 0):
+        raise ValueError(f"[train] time_s must be positive seconds, got {t.time_s!r}")
+    if not (isinstance(t.fraction, int | float) and 0 < t.fraction <= 1):
+        raise ValueError(f"[train] fraction must be in (0, 1], got {t.fraction!r}")
+    if not (isinstance(t.lr, int | float) and t.lr > 0):
+        raise ValueError(f"[train] lr must be a positive number, got {t.lr!r}")
+
+
 @dataclass(frozen=True)
 class SearchConfig:
     name: str = "search"
@@ -88,6 +102,15 @@ class SearchConfig:
             raise ValueError("a search needs a number of trials or a time limit")
         if self.trials is not None and self.trials <= 0 or self.workers <= 0:
             raise ValueError("trials and workers must be positive")
+        if self.time_limit_s is not None and not self.time_limit_s > 0:
+            raise ValueError(f"the time limit must be positive seconds, got {self.time_limit_s}")
+        _check_train_budget(self.train)
+        from hardware.boards import get_board
+        from search_spaces import SPACES
+
+        if self.space not in SPACES:
+            raise ValueError(f"unknown search space {self.space!r}; known spaces: {', '.join(SPACES)}")
+        get_board(self.board)  # BoardError (a ValueError) names the known boards
         if not self.name or any(c in self.name for c in "/\\\0") or self.name.startswith("."):
             raise ValueError(f"study name {self.name!r} must be a plain name (it becomes a folder under runs/)")
 
@@ -128,18 +151,23 @@ class SearchConfig:
         return cls(**d)
 
 
+def read_toml(path: Path | str) -> dict[str, Any]:
+    """An experiment config file as a dict; any problem reading it is a ValueError naming the file."""
+    p = Path(path)
+    try:
+        return tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{p}: no such experiment config") from None
+    except OSError as e:
+        raise ValueError(f"{p}: cannot read ({e.strerror or e})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{p}: not a valid TOML file ({e})") from None
+
+
 def load_config(path: Path | str | None = None, **overrides: Any) -> SearchConfig:
     """The default config, updated by the TOML file at ``path`` (if any), then by ``overrides``
     (None values are ignored, so CLI flags that were not given leave the file's values)."""
-    d: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        try:
-            d = tomllib.loads(p.read_text())
-        except FileNotFoundError:
-            raise ValueError(f"{p}: no such experiment config") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-            raise ValueError(f"{p}: not a valid TOML file ({e})") from None
+    d: dict[str, Any] = read_toml(path) if path is not None else {}
     train_over = {k[6:]: v for k, v in overrides.items() if k.startswith("train_") and v is not None}
     d.update({k: v for k, v in overrides.items() if v is not None and not k.startswith("train_")})
     if train_over:

@@ -49,6 +49,15 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
 
 
 def _make_storage(url: str) -> optuna.storages.BaseStorage:
+    import sqlalchemy.exc
+
+    try:
+        return _open_storage(url)
+    except sqlalchemy.exc.SQLAlchemyError as e:  # unknown dialect, unreachable server, bad URL
+        raise ValueError(f"cannot open the storage {url}: {str(e).splitlines()[0]}") from None
+
+
+def _open_storage(url: str) -> optuna.storages.BaseStorage:
     retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
     if url.startswith(("redis://", "rediss://")):
         try:
