@@ -15,7 +15,7 @@ demo: setup
 
 ## The test suite (what CI runs).
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 ## Benchmarks: print figures and compare them with the anchors in GUIDE §4.
 bench:
