@@ -252,6 +252,11 @@ def test_a_missing_toolchain_names_the_packages_and_offers_the_analytic_evaluato
     # with no evaluator named, `nas measure` says why it estimates, and does
     assert main(["measure", str(model), "--board", BOARD, "--json"]) == 0
     assert '"estimated": true' in capsys.readouterr().out and "gcc-arm-none-eabi" in caplog.text
+    # a search that would measure on the emulator refuses to start, before any data or trial
+    monkeypatch.chdir(tmp_path)
+    assert main(["search", "--name", "no-tools", "--trials", "1", "--evaluator", "emulator"]) == 2
+    err = capsys.readouterr().err
+    assert "gcc-arm-none-eabi" in err and "--evaluator analytic" in err and not list(tmp_path.glob("runs/*/*.db"))
     from hardware.firmware.build import ToolchainMissing, build_firmware
 
     with pytest.raises(ToolchainMissing, match="no-such-gcc not found: install the Debian packages"):
