@@ -77,10 +77,15 @@ def test_real_speech_search_small(tmp_path: Path, tiny_corpus: Path, monkeypatch
     assert kinds.count("preset") == 1 and kinds.count("search") == 1
     assert all(0 <= r["int8_test_accuracy"] <= 1 and r["flash_bytes"] > 0 for r in table["rows"])
     (verdict,) = table["verdicts"]
-    assert verdict["preset"] == "dnn-s" and set(verdict) >= {"dominated_by", "more_accurate", "within_budget"}
+    assert verdict["preset"] == "dnn-s" and set(verdict) >= {"dominated_by", "more_accurate", "within_budget",
+                                                              "cheaper_but_less_accurate"}
+    assert table["reused"] == {"searches": [], "final_models": 0}
     md = Path("results/rs/table.md").read_text()
     assert "Where the search beat the presets" in md and "**dnn-s**" in md
     assert table["studies"]["dnn"]["trained"] >= 2
     t0 = time.perf_counter()
     assert nas_main(args) == 0  # finished searches and cached final figures: nothing is trained again
     assert time.perf_counter() - t0 < 30
+    again = json.loads(Path("results/rs/table.json").read_text())
+    assert again["reused"] == {"searches": ["dnn"], "final_models": 2} and again["rows"] == table["rows"]
+    assert "reused from an earlier run" in Path("results/rs/table.md").read_text()

@@ -87,6 +87,7 @@ class RealSearchResult:
     verdicts: list[dict[str, Any]] = field(default_factory=list)
     studies: dict[str, dict[str, Any]] = field(default_factory=dict)  # study_summary per space
     wall_time_s: float = 0.0
+    reused: dict[str, Any] = field(default_factory=dict)  # what came from earlier runs (searches, final models)
 
 
 def _spread(rows: list[Any], k: int) -> list[Any]:
@@ -105,14 +106,17 @@ def _dominates(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return no_worse and better
 
 
-def run_searches(cfg: RealSearchConfig) -> dict[str, Any]:
-    """One study per space until its target (resumes), with ``cfg.workers`` processes each."""
+def run_searches(cfg: RealSearchConfig, finished_before: list[str] | None = None) -> dict[str, Any]:
+    """One study per space until its target (resumes), with ``cfg.workers`` processes each; the spaces
+    whose study had already reached its target are appended to ``finished_before``."""
     from nas.study.runner import open_study, spawn_workers, target_reached
 
     studies = {}
     for space in cfg.spaces:
         scfg = cfg.study_config(space)
         study = open_study(scfg)
+        if target_reached(study, scfg) and finished_before is not None:
+            finished_before.append(space)
         if not target_reached(study, scfg):
             log.info("searching %s: %d trained trials, %d workers", space, scfg.trials, scfg.workers)
             procs = spawn_workers(scfg, scfg.workers)
@@ -132,8 +136,9 @@ def run_real_speech_search(cfg: RealSearchConfig, out_dir: Path) -> RealSearchRe
     from search_spaces.spec import ArchSpec
 
     t0 = time.perf_counter()
-    studies = run_searches(cfg)
-    result = RealSearchResult(cfg)
+    finished_before: list[str] = []
+    studies = run_searches(cfg, finished_before)
+    result = RealSearchResult(cfg, reused={"searches": finished_before, "final_models": 0})
     usable = []
     for space, (scfg, study) in studies.items():
         result.studies[space] = study_summary(study, scfg)
@@ -155,7 +160,9 @@ def run_real_speech_search(cfg: RealSearchConfig, out_dir: Path) -> RealSearchRe
         cached = folder / "figures.json"
         key = [spec.digest(), cfg.final_epochs, cfg.final_time_s, cfg.seed, cfg.data, cfg.split_rule, cfg.board]
         fig = json.loads(cached.read_text()) if cached.is_file() else None
-        if fig is None or fig.get("final_key") != key:
+        if fig is not None and fig.get("final_key") == key:
+            result.reused["final_models"] += 1
+        else:
             if ctx is None:
                 ctx = SearchContext(final, load_data(final), make_evaluator(final))
             log.info("final training: %s", name)
@@ -172,8 +179,13 @@ def run_real_speech_search(cfg: RealSearchConfig, out_dir: Path) -> RealSearchRe
         within = all(preset.get(k, 0) <= v for k, v in budgets.items() if k in preset)
         beaten_by = [r["model"] for r in found if _dominates(r, preset)]
         better_acc = [r["model"] for r in found if r["int8_test_accuracy"] > preset["int8_test_accuracy"]]
+        cheaper = [{"model": r["model"], "accuracy_points": 100 * (r["int8_test_accuracy"] -
+                                                                    preset["int8_test_accuracy"]),
+                    **{f"{k.split('_')[0]}_ratio": r[k] / preset[k] for k in ("flash_bytes", "ram_bytes", "latency_ms")}}
+                   for r in found if r["model"] not in beaten_by and all(
+                       r[k] <= preset[k] for k in ("flash_bytes", "ram_bytes", "latency_ms"))]
         result.verdicts.append({"preset": preset["model"], "within_budget": within, "dominated_by": beaten_by,
-                                "more_accurate": better_acc})
+                                "more_accurate": better_acc, "cheaper_but_less_accurate": cheaper})
     result.wall_time_s = time.perf_counter() - t0
     return result
 
@@ -186,8 +198,8 @@ def render_markdown(result: RealSearchResult, command: str) -> str:
                                                                             cfg.budgets.items()) +
              f". Search: {cfg.sampler}, {cfg.trials} trained trials per space ({', '.join(cfg.spaces)}), "
              f"{cfg.search_epochs} epochs / {cfg.search_time_s:.0f} s each. Final training for picks and presets "
-             f"alike: {cfg.final_epochs} epochs or {cfg.final_time_s:.0f} s. Wall time "
-             f"{result.wall_time_s / 60:.1f} min.", ""]
+             f"alike: {cfg.final_epochs} epochs or {cfg.final_time_s:.0f} s. Wall time of this invocation "
+             f"{result.wall_time_s / 60:.1f} min" + _reuse_note(result) + ".", ""]
     for space, s in result.studies.items():
         lines.append(f"- {space}: {s['trials']} trials ({s['trained']} trained, {s['feasible']} within budget), "
                      f"Pareto front {s['pareto_size']}")
@@ -206,8 +218,23 @@ def render_markdown(result: RealSearchResult, command: str) -> str:
         else:
             text = "not beaten: no search pick is as accurate"
         budget = "" if v["within_budget"] else " (the preset itself breaks the budget)"
+        cheaper = v.get("cheaper_but_less_accurate") or []
+        if cheaper:
+            text += "; cheaper on flash, RAM and latency at once: " + ", ".join(
+                f"{c['model']} ({c['accuracy_points']:+.1f} points; latency {c['latency_ratio']:.2f}×, flash "
+                f"{c['flash_ratio']:.2f}×, RAM {c['ram_ratio']:.2f}×)" for c in cheaper)
         lines.append(f"- **{v['preset']}**{budget}: {text}.")
     return "\n".join(lines) + "\n"
+
+
+def _reuse_note(result: RealSearchResult) -> str:
+    r = result.reused
+    parts = []
+    if r.get("searches"):
+        parts.append(f"the {' and '.join(r['searches'])} search{'es' if len(r['searches']) > 1 else ''}")
+    if r.get("final_models"):
+        parts.append(f"{r['final_models']} of {len(result.rows)} final models")
+    return f" ({' and '.join(parts)} reused from an earlier run of the same command)" if parts else ""
 
 
 def write_outputs(result: RealSearchResult, out_dir: Path, command: str) -> list[Path]:
@@ -221,7 +248,7 @@ def write_outputs(result: RealSearchResult, out_dir: Path, command: str) -> list
     md.write_text(render_markdown(result, command))
     js.write_text(json.dumps({"command": command, "config": result.config.to_dict(), "studies": result.studies,
                               "rows": result.rows, "verdicts": result.verdicts,
-                              "wall_time_s": result.wall_time_s}, indent=2, default=str) + "\n")
+                              "wall_time_s": result.wall_time_s, "reused": result.reused}, indent=2, default=str) + "\n")
     paths = [md, js]
     for key, label in (("flash_bytes", "flash, KiB"), ("latency_ms", "latency, ms (estimated)")):
         fig, ax = plt.subplots(figsize=(7, 4.5))
