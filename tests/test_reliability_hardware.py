@@ -110,7 +110,7 @@ def test_a_board_that_resets_mid_run_is_programmed_again_and_measured_right(grap
     points = (2, 4, 6, 9)  # during INFO's answer, staging the input, RUN, READ_OUTPUT
     for at in points:
         prog = Programmer(graph, make=lambda g, n, at=at: FakeBoard(g, reset_at=(at,) if n == 0 else ()))
-        m = SerialBoardEvaluator("loop://", program=prog, open_port=prog.open_port, timeout_s=0.05,
+        m = SerialBoardEvaluator("loop://", program=prog, open_port=prog.open_port, timeout_s=0.05, run_timeout_s=0.2,
                                  cache=False).measure(model_bytes, BOARD)
         assert m.ok and m.output_match and prog.programmed == 2, (at, m.error)
         survived += 1
@@ -120,7 +120,7 @@ def test_a_board_that_resets_mid_run_is_programmed_again_and_measured_right(grap
 
 def test_a_board_that_keeps_resetting_fails_with_the_reason(graph, model_bytes):
     prog = Programmer(graph, make=lambda g, n: FakeBoard(g, reset_at=(5,)))
-    m = SerialBoardEvaluator("loop://", program=prog, open_port=prog.open_port, timeout_s=0.05,
+    m = SerialBoardEvaluator("loop://", program=prog, open_port=prog.open_port, timeout_s=0.05, run_timeout_s=0.2,
                              cache=False).measure(model_bytes, BOARD)
     assert not m.ok and "BoardReset" in m.error and "twice" in m.error and prog.programmed == 2
 
@@ -133,7 +133,7 @@ def test_a_reset_without_its_boot_frame_is_still_caught(graph, model_bytes):
             self.staged, self._last = False, None
 
     prog = Programmer(graph, make=lambda g, n: Quiet(g, reset_at=(6,)))
-    m = SerialBoardEvaluator("loop://", program=prog, open_port=prog.open_port, timeout_s=0.05,
+    m = SerialBoardEvaluator("loop://", program=prog, open_port=prog.open_port, timeout_s=0.05, run_timeout_s=0.2,
                              cache=False).measure(model_bytes, BOARD)
     assert not m.ok and "lost its staged input" in m.error
 
