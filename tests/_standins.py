@@ -4,7 +4,7 @@ tested on their own.
 - :func:`stub_generate`: C sources with the generated model's C API (``kws_model.h``) for graphs
   of int8 FULLY_CONNECTED and RESHAPE ops (TFLM arithmetic, double rounding), bit-exact with
   ``hardware.reference``. ``fault=True`` makes ``kws_run`` write to an unmapped address;
-  ``hang=True`` makes it loop forever (for the failure paths).
+  ``hang=True`` makes it loop forever, ``spin=N`` slow (N empty loop iterations), for the failure paths.
 - :class:`FakeBoard`: the target side of the protocol in Python, on pyserial's ``loop://``.
 """
 
@@ -83,7 +83,7 @@ def _arr(ctype: str, name: str, values) -> str:
 
 
 def stub_generate(graph: Int8Graph, variant: str = "plain", prefix: str = "kws", *, fault: bool = False,
-                  hang: bool = False) -> StubModel:
+                  hang: bool = False, spin: int = 0) -> StubModel:
     if prefix != "kws":
         raise ValueError("the stub only writes the kws_ prefix")
     (inp,), (out,) = graph.inputs, graph.outputs
@@ -129,6 +129,8 @@ def stub_generate(graph: Int8Graph, variant: str = "plain", prefix: str = "kws",
         body.append("    *(volatile uint32_t *)0xFFFFFFF0u = 1u; /* unmapped: a bus fault */\n")
     if hang:
         body.append("    for (volatile int spin = 1; spin;) ;\n")
+    if spin:  # a slow model: ``spin`` empty loop iterations per run
+        body.append(f"    for (volatile uint32_t i = 0; i < {spin}u; i++) ;\n")
     digest = graph.digest()[:16]
     header = (
         "#ifndef KWS_MODEL_H\n#define KWS_MODEL_H\n#include <stdint.h>\n"

@@ -221,6 +221,21 @@ def test_qemu_killed_mid_dialogue_is_retried_once(model_bytes, monkeypatch, kill
 
 
 @needs_emulation
+def test_a_slow_emulated_model_is_waited_for_and_a_too_slow_one_fails_with_the_cause(model_bytes, fault_counts):
+    """A model that takes about a second per run (1.2 G instructions): measured within a generous bound;
+    past a tight one, retried once in a fresh QEMU, then failed naming the timeout. No QEMU left."""
+    slow = lambda g, **kw: stub_generate(g, spin=200_000_000, **kw)  # noqa: E731
+    kw = dict(checks=1, per_op=False, cache=False)
+    m = EmulatorEvaluator(generate=slow, run_timeout_s=30.0, **kw).measure(model_bytes, BOARD)
+    assert m.ok and m.output_match and m.instructions > 1_000_000_000
+    t0 = time.monotonic()
+    m = EmulatorEvaluator(generate=slow, run_timeout_s=0.2, retries=0, **kw).measure(model_bytes, BOARD)
+    assert not m.ok and "LinkTimeout: RUN" in m.error and time.monotonic() - t0 < 10
+    assert not _qemu_children()
+    fault_counts("slow emulated model (within / past the run timeout)", injected=2, survived=2, lost=0)
+
+
+@needs_emulation
 def test_no_qemu_is_left_after_repeated_faulty_measurements(model_bytes):
     """A hang, a fault and a clean run, over and over: the count of QEMU children stays at zero."""
     kinds = [dict(hang=True), dict(fault=True), {}]
