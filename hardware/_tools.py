@@ -13,10 +13,10 @@ DEBIAN_PACKAGES = {
 
 
 def install_hint(tools: list[str]) -> str:
-    """What to install for ``tools`` (keys of :data:`DEBIAN_PACKAGES`), and what works without them."""
+    """How to get ``tools`` (keys of :data:`DEBIAN_PACKAGES`), and what works without them."""
     pkgs = " ".join(p for t in tools for p in DEBIAN_PACKAGES[t])
-    return (f"{' and '.join(tools)} not found: install the Debian package{'s' if ' ' in pkgs else ''} {pkgs} "
-            f"(sudo apt-get install -y {pkgs}, or `make setup`), or estimate without them: --evaluator analytic")
+    return (f"install the Debian package{'s' if ' ' in pkgs else ''} {pkgs} (sudo apt-get install -y {pkgs}, "
+            "or `make setup`), or estimate without them: --evaluator analytic")
 
 
 @functools.cache

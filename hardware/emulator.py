@@ -66,7 +66,7 @@ def emulation_missing() -> str | None:
     from hardware.firmware.build import have_toolchain
 
     missing = [t for t, ok in (("arm-none-eabi-gcc", have_toolchain()), ("qemu-system-arm", have_qemu())) if not ok]
-    return install_hint(missing) if missing else None
+    return f"{' and '.join(missing)} not found: {install_hint(missing)}" if missing else None
 
 
 def qemu_version() -> str | None:
@@ -127,7 +127,7 @@ class Emulator:
         if not self.elf.is_file():
             raise EmulatorError(f"no firmware at {self.elf}")
         if not have_qemu():
-            raise EmulatorError(install_hint(["qemu-system-arm"]).replace("qemu-system-arm", _QEMU, 1))
+            raise EmulatorError(f"{_QEMU} not found: {install_hint(['qemu-system-arm'])}")
         want = self.port or 0
         last = ""
         for _ in range(_PORT_TRIES):

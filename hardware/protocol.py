@@ -60,7 +60,7 @@ MAX_PAYLOAD = 256          # the target's buffer (firmware/main.c MAX_PAYLOAD)
 INPUT_CHUNK = MAX_PAYLOAD - 4 - 2  # SET_INPUT carries a u32 offset; keep a little slack
 OUTPUT_CHUNK = MAX_PAYLOAD - 6
 MAX_RUNS = 30              # RUN counts per request (main.c MAX_RUNS)
-MIN_CHUNK = 16             # smallest chunk on a bad link: ~30-byte frames survive 1 % byte faults ~3 times in 4
+MIN_CHUNK = 16             # smallest chunk on a bad link: a ~30-byte frame crosses 1 % byte faults intact 3 times in 4
 _GROW_AFTER = 16           # clean first-try answers in a row before chunks grow again
 _BIG_CHUNK_RETRIES = 2     # attempts left to a long frame before it is split (each failure halves the chunk)
 _INFO = struct.Struct("<BBHIIIIIHHI16s")
@@ -229,7 +229,7 @@ class Client:
         self.retries = retries
         self._seq = int.from_bytes(os.urandom(1), "little")  # unlikely to equal a previous session's last
         self.stats = {"requests": 0, "retries": 0, "bad_frames": 0, "stale_frames": 0, "boot_frames": 0}
-        self.chunk = INPUT_CHUNK  # bytes per SET_INPUT/READ_OUTPUT transfer, adapted to the link
+        self.chunk = INPUT_CHUNK  # bytes per chunked transfer (input, output, counts), adapted to the link
         self._clean = 0           # first-try answers in a row
         self._answered = False    # a BOOT frame after the first answer means the board reset
 

@@ -10,12 +10,41 @@ tested on their own.
 
 from __future__ import annotations
 
+import os
+import struct
 from dataclasses import dataclass, field
 
 import numpy as np
+import pytest
 
 from hardware import op_params
 from hardware.graph import Activation, DType, Int8Graph, OpKind
+
+
+def _have_emulation() -> bool:
+    from hardware.emulator import have_qemu
+    from hardware.firmware.build import have_toolchain
+
+    return have_toolchain() and have_qemu()
+
+
+# tests that build firmware and run it in QEMU
+needs_emulation = pytest.mark.skipif(not _have_emulation(), reason="arm-none-eabi-gcc or qemu-system-arm not installed")
+
+
+def qemu_children() -> list[int]:
+    """QEMU processes whose parent is this test process (there should never be any left)."""
+    out = []
+    for pid in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        comm, rest = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+        if comm.startswith("qemu-system") and int(rest[1]) == os.getpid() and rest[0] != "Z":
+            out.append(int(pid))
+    return out
 
 
 @dataclass(frozen=True)
@@ -164,6 +193,11 @@ def fc_graph(rng: np.random.Generator, sizes=(64, 32, 10), per_channel: bool = F
     return b.finish([x])
 
 
+def contract_graph() -> Int8Graph:
+    """The small model the evaluator contract and fault tests measure (two per-channel FC layers)."""
+    return fc_graph(np.random.default_rng(7), sizes=(80, 32, 12), per_channel=True)
+
+
 class FakeBoard:
     """The target side of the protocol in Python, behind pyserial's ``loop://``.
 
@@ -258,12 +292,11 @@ class FakeBoard:
         self.resets += 1
         self.staged, self._last = False, None
         self.input = bytearray(len(self.input))
-        self.up.write(b"\0" + encode_frame(Cmd.BOOT | 0x80, 0, b"\0" + bytes([int(v) for v in
-                                                                           reversed(self.info.firmware_version.split("."))])))
+        major, minor = (int(v) for v in self.info.firmware_version.split("."))
+        boot = b"\0" + struct.pack("<H", major << 8 | minor)  # status, then FW_VERSION as main.c sends it
+        self.up.write(b"\0" + encode_frame(Cmd.BOOT | 0x80, 0, boot))
 
     def _handle(self, raw: bytes) -> bytes | None:
-        import struct
-
         from hardware import reference
         from hardware.protocol import PROTOCOL_VERSION, Cmd, Status, decode_frame, encode_frame
 

@@ -15,7 +15,7 @@ import pytest
 
 from hardware import read_tflite, write_tflite
 from hardware.boards import get_board
-from hardware.emulator import Emulator, have_qemu
+from hardware.emulator import Emulator
 from hardware.firmware.build import FIRMWARE_VERSION, have_toolchain
 from hardware.link import FaultyPort
 from hardware.measure import (
@@ -26,20 +26,12 @@ from hardware.measure import (
     MeasurementCache,
     SerialBoardEvaluator,
 )
-from tests._standins import FakeBoard, fc_graph, stub_generate
+from tests._standins import FakeBoard, contract_graph, needs_emulation, qemu_children, stub_generate
 
-HAVE_EMULATION = have_toolchain() and have_qemu()
-needs_emulation = pytest.mark.skipif(not HAVE_EMULATION, reason="arm-none-eabi-gcc or qemu-system-arm not installed")
 BOARD = "mps2-an386"
 HAVE_CODEGEN = importlib.util.find_spec("hardware.codegen") is not None and os.path.exists(
     os.path.join(os.path.dirname(__file__), "..", "hardware", "codegen", "__init__.py"))
 needs_codegen = pytest.mark.skipif(not HAVE_CODEGEN, reason="hardware.codegen (the C code generator) is not there yet")
-
-
-def _qemu_children() -> list[int]:
-    from tests.test_firmware import _qemu_children as children
-
-    return children()
 
 
 class QemuAsBoard:
@@ -82,7 +74,7 @@ class FakeProgrammer:
 
 @pytest.fixture(scope="module")
 def graph():
-    return fc_graph(np.random.default_rng(7), sizes=(80, 32, 12), per_channel=True)
+    return contract_graph()
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +105,7 @@ def evaluator(request, tmp_path):
         fake = FakeProgrammer()
         yield SerialBoardEvaluator("loop://", program=fake, open_port=fake.open_port, generate=stub_generate,
                                    cache=cache)
-    assert not _qemu_children()
+    assert not qemu_children()
 
 
 class TestEvaluatorContract:
@@ -195,7 +187,7 @@ def test_emulator_fault_becomes_a_failed_measurement(model_bytes):
     ev = EmulatorEvaluator(generate=lambda g, **kw: stub_generate(g, fault=True, **kw), cache=False)
     m = ev.measure(model_bytes, BOARD)
     assert not m.ok and "fault at pc=0x" in m.error
-    assert not _qemu_children()
+    assert not qemu_children()
 
 
 @needs_emulation
@@ -205,7 +197,7 @@ def test_emulator_hang_is_retried_once_then_reported(model_bytes):
     t0 = time.perf_counter()
     m = ev.measure(model_bytes, BOARD)
     assert not m.ok and m.error.startswith("emulator: LinkTimeout")
-    assert time.perf_counter() - t0 < 5 and not _qemu_children()
+    assert time.perf_counter() - t0 < 5 and not qemu_children()
 
 
 @needs_emulation

@@ -4,7 +4,6 @@ and no QEMU left behind. Models come from the stand-in generator (tests/_standin
 
 from __future__ import annotations
 
-import os
 import socket
 import struct
 import time
@@ -14,15 +13,13 @@ import pytest
 
 from hardware import reference
 from hardware.boards import BoardError, all_boards, board_names, default_board, get_board
-from hardware.emulator import Emulator, EmulatorError, have_qemu
+from hardware.emulator import Emulator, EmulatorError
 from hardware.firmware.build import FIRMWARE_VERSION, DoesNotFit, build_firmware, have_toolchain
 from hardware.link import FaultyPort, Link
 from hardware.protocol import BoardFault, BoardReset, Client, LinkTimeout
-from tests._standins import fc_graph, stub_generate
+from tests._standins import fc_graph, needs_emulation, qemu_children, stub_generate
 
 needs_toolchain = pytest.mark.skipif(not have_toolchain(), reason="arm-none-eabi-gcc not installed")
-needs_qemu = pytest.mark.skipif(not (have_toolchain() and have_qemu()),
-                                reason="arm-none-eabi-gcc or qemu-system-arm not installed")
 EMULATED = [b.name for b in all_boards() if b.emulated]
 CPU_PART = {"cortex-m3": 0xC23, "cortex-m4": 0xC24, "cortex-m7": 0xC27, "cortex-m33": 0xD21}
 
@@ -35,21 +32,6 @@ def graph():
 @pytest.fixture(scope="module")
 def model(graph):
     return stub_generate(graph)
-
-
-def _qemu_children() -> list[int]:
-    """QEMU processes whose parent is this test process (there should never be any left)."""
-    out = []
-    for pid in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        comm, rest = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
-        if comm.startswith("qemu-system") and int(rest[1]) == os.getpid() and rest[0] != "Z":
-            out.append(int(pid))
-    return out
 
 
 # ---- the board table ----
@@ -135,7 +117,7 @@ def test_build_cache(model, tmp_path):
 
 # ---- running in QEMU ----
 
-@needs_qemu
+@needs_emulation
 @pytest.mark.parametrize("board", EMULATED)
 def test_firmware_on_each_emulated_board(graph, model, board):
     image = build_firmware(model, board)
@@ -161,10 +143,10 @@ def test_firmware_on_each_emulated_board(graph, model, board):
         assert 32 < peak < reserved == 4096
         client.exit(7)
         assert emu.wait(5.0) == 7  # the firmware's semihosting exit code
-    assert not _qemu_children()
+    assert not qemu_children()
 
 
-@needs_qemu
+@needs_emulation
 def test_counts_are_identical_across_launches(model):
     image = build_firmware(model, "mps2-an386")
     counts = []
@@ -176,7 +158,7 @@ def test_counts_are_identical_across_launches(model):
     assert counts[0] == counts[1]
 
 
-@needs_qemu
+@needs_emulation
 def test_fault_is_reported_with_its_pc(graph):
     image = build_firmware(stub_generate(graph, fault=True), "mps2-an386")
     with Emulator(image.elf_path, "mps2-an386") as emu:
@@ -186,10 +168,10 @@ def test_fault_is_reported_with_its_pc(graph):
             client.run(1)
         assert e.value.cfsr or e.value.hfsr
         assert emu.wait(5.0) == 3
-    assert not _qemu_children()
+    assert not qemu_children()
 
 
-@needs_qemu
+@needs_emulation
 def test_firmware_announces_its_boot_and_refuses_to_run_without_input(model):
     """What lets the host see a reset: the BOOT frame after every start, and NO_INPUT before any input."""
     image = build_firmware(model, "mps2-an386")
@@ -200,10 +182,10 @@ def test_firmware_announces_its_boot_and_refuses_to_run_without_input(model):
             client.run(1)
         client.set_input(bytes(96))
         assert len(client.run(2)) == 2
-    assert not _qemu_children()
+    assert not qemu_children()
 
 
-@needs_qemu
+@needs_emulation
 def test_firmware_survives_a_noisy_link(graph, model):
     """Byte faults both ways on the real firmware: its COBS, CRC and answer cache at work."""
     image = build_firmware(model, "mps2-an386")
@@ -221,7 +203,7 @@ def test_firmware_survives_a_noisy_link(graph, model):
         assert sum(port.counts.values()) > 0 and client.stats["retries"] > 0
 
 
-@needs_qemu
+@needs_emulation
 def test_qemu_is_reaped_on_every_path(graph, model):
     image = build_firmware(stub_generate(graph, hang=True), "mps2-an386")
     emu = Emulator(image.elf_path, "mps2-an386")
@@ -229,15 +211,15 @@ def test_qemu_is_reaped_on_every_path(graph, model):
         client = Client(emu.link, timeout_s=0.2, retries=0)
         client.set_input(bytes(96))
         client.run(1, timeout_s=0.3)  # never answers: kws_run loops forever
-    assert emu.proc is None and emu.exit_code is None and not _qemu_children()
+    assert emu.proc is None and emu.exit_code is None and not qemu_children()
     with pytest.raises(EmulatorError, match="no firmware"):
         Emulator("/nonexistent/fw.elf", "mps2-an386").start()
     with pytest.raises(EmulatorError, match="not emulated"):
         Emulator(image.elf_path, "NUCLEO-F446RE").start()
-    assert not _qemu_children()
+    assert not qemu_children()
 
 
-@needs_qemu
+@needs_emulation
 def test_taken_port_is_replaced(model):
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
@@ -246,4 +228,4 @@ def test_taken_port_is_replaced(model):
     with taken, Emulator(image.elf_path, "mps2-an386", port=taken.getsockname()[1]) as emu:
         assert emu.port != taken.getsockname()[1]
         assert Client(emu.link).info().board == "mps2-an386"
-    assert not _qemu_children()
+    assert not qemu_children()

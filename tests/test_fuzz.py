@@ -32,6 +32,18 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int | Non
     return rc, capsys.readouterr().err, escaped
 
 
+def _outcome(argv: list[str], path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[str, str]:
+    """How ``nas ARGV`` on the input file ``path`` ended: "ok" (exit 0), "failed" (exit 1: a failed
+    measurement is an answer), "named" (exit 2, one error line naming ``path``) or "bad" (anything else,
+    with what was printed or escaped)."""
+    rc, err, escaped = _run(argv, capsys)
+    if rc in (0, 1) and not escaped:
+        return ("ok" if rc == 0 else "failed"), ""
+    if rc == 2 and _clean_error(err) and str(path) in err:
+        return "named", ""
+    return "bad", f"{rc} {escaped or err.strip()[-300:]!r}"
+
+
 def _clean_error(err: str) -> bool:
     """One error line (argparse may print its usage lines above it), no traceback."""
     lines = [ln for ln in err.strip().splitlines() if ln.strip()]
@@ -106,24 +118,21 @@ def test_malformed_spec_json_is_refused_with_its_file_named(tmp_path: Path, caps
 
     bases = [get_preset(n).to_dict() for n in ("ds-cnn-s", "micronet-kws-s", "cnn-s", "dnn-s", "ei-conv1d")]
     texts = _spec_mutants(bases, 240, random.Random(0))
-    counts = {"valid": 0, "clean error": 0, "bad": 0}
+    counts = {"ok": 0, "failed": 0, "named": 0, "bad": 0}
     problems = []
     for i, text in enumerate(texts):
         path = tmp_path / f"spec{i:03d}.json"
         path.write_text(text)
-        rc, err, escaped = _run(["arch", "show", str(path), "--json"], capsys)
-        if rc == 0:
-            counts["valid"] += 1
-        elif rc == 2 and _clean_error(err) and str(path) in err:
-            counts["clean error"] += 1
-        else:
-            counts["bad"] += 1
-            problems.append(f"{path.name}: {rc} {escaped or err.strip()[-300:]!r} <- {text[:200]}")
-    fault_counts(f"fuzz: malformed spec JSON, nas arch show ({counts['valid']} still valid, "
-                 f"{counts['clean error']} named errors)", injected=len(texts),
-                 survived=counts["valid"] + counts["clean error"], lost=counts["bad"])
+        kind, detail = _outcome(["arch", "show", str(path), "--json"], path, capsys)
+        kind = "bad" if kind == "failed" else kind  # `arch show` has no exit 1
+        counts[kind] += 1
+        if kind == "bad":
+            problems.append(f"{path.name}: {detail or 'exit 1'} <- {text[:200]}")
+    fault_counts(f"fuzz: malformed spec JSON, nas arch show ({counts['ok']} still valid, "
+                 f"{counts['named']} named errors)", injected=len(texts), survived=counts["ok"] + counts["named"],
+                 lost=counts["bad"])
     assert not problems, "\n".join(problems[:10])
-    assert counts["clean error"] > 150
+    assert counts["named"] > 150
 
 
 def _wav_mutants(clean: bytes, count: int, rng: np.random.Generator):
@@ -199,37 +208,32 @@ def test_mutated_tflite_files_through_nas_measure(tmp_path: Path, capsys, fault_
 
     bases = [write_tflite(fc_graph(np.random.default_rng(1), sizes=(80, 32, 12), per_channel=True)),
              write_tflite(ds_cnn_s(np.random.default_rng(2)))]
-    counts = {"measured": 0, "failed measurement": 0, "clean error": 0, "bad": 0}
+    counts = {"ok": 0, "failed": 0, "named": 0, "bad": 0}
     problems, loaded = [], []
-    for i, (kind, data) in enumerate(mutants(bases, 60, np.random.default_rng(5))):
+    for i, (mutation, data) in enumerate(mutants(bases, 60, np.random.default_rng(5))):
         path = tmp_path / f"mutant{i:02d}.tflite"
         path.write_bytes(data)
-        rc, err, escaped = _run(["measure", str(path), "--board", "mps2-an386", "--evaluator", "analytic", "--json"],
-                                capsys)
-        if rc == 0:
-            counts["measured"] += 1
+        kind, detail = _outcome(["measure", str(path), "--board", "mps2-an386", "--evaluator", "analytic", "--json"],
+                                path, capsys)
+        counts[kind] += 1
+        if kind == "ok":
             loaded.append(path)
-        elif rc == 1:
-            counts["failed measurement"] += 1
-        elif rc == 2 and _clean_error(err) and str(path) in err:
-            counts["clean error"] += 1
-        else:
-            counts["bad"] += 1
-            problems.append(f"{kind} {path.name}: {rc} {escaped or err.strip()[-300:]!r}")
+        if kind == "bad":
+            problems.append(f"{mutation} {path.name}: {detail}")
     emulated = 0
     if not emulation_missing():
         for path in loaded[:4]:
-            rc, err, escaped = _run(["measure", str(path), "--board", "mps2-an386", "--evaluator", "emulator",
-                                     "--no-cache", "--json"], capsys)
+            kind, detail = _outcome(["measure", str(path), "--board", "mps2-an386", "--evaluator", "emulator",
+                                     "--no-cache", "--json"], path, capsys)
             emulated += 1
-            if rc not in (0, 1) or escaped:
+            if kind not in ("ok", "failed"):
                 counts["bad"] += 1
-                problems.append(f"emulator {path.name}: {rc} {escaped or err.strip()[-300:]!r}")
-    fault_counts(f"fuzz: mutated .tflite through nas measure ({counts['measured']} measured analytically, "
-                 f"{emulated} of them on the emulator, {counts['clean error']} named errors)", injected=60 + emulated,
+                problems.append(f"emulator {path.name}: {kind} {detail}")
+    fault_counts(f"fuzz: mutated .tflite through nas measure ({counts['ok']} measured analytically, "
+                 f"{emulated} of them on the emulator, {counts['named']} named errors)", injected=60 + emulated,
                  survived=60 + emulated - counts["bad"], lost=counts["bad"])
     assert not problems, "\n".join(problems[:10])
-    assert counts["clean error"] > 20
+    assert counts["named"] > 20
 
 
 def test_no_shell_anywhere(fault_counts):

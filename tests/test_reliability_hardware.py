@@ -8,30 +8,19 @@ import stat
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from hardware import write_tflite
-from hardware.emulator import have_qemu
-from hardware.firmware.build import have_toolchain
 from hardware.link import FaultyPort
 from hardware.measure import EmulatorEvaluator, Measurement, SerialBoardEvaluator
-from tests._standins import FakeBoard, fc_graph, stub_generate
+from tests._standins import FakeBoard, contract_graph, needs_emulation, qemu_children, stub_generate
 
 BOARD = "mps2-an386"
-needs_emulation = pytest.mark.skipif(not (have_toolchain() and have_qemu()),
-                                     reason="arm-none-eabi-gcc or qemu-system-arm not installed")
-
-
-def _qemu_children() -> list[int]:
-    from tests.test_firmware import _qemu_children as children
-
-    return children()
 
 
 @pytest.fixture(scope="module")
 def graph():
-    return fc_graph(np.random.default_rng(7), sizes=(80, 32, 12), per_channel=True)
+    return contract_graph()
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +177,7 @@ def test_qemu_crashing_at_start_is_retried_once_then_reported(model_bytes, tmp_p
     monkeypatch.setattr("hardware.emulator._QEMU", exe)
     m = EmulatorEvaluator(generate=stub_generate, cache=False).measure(model_bytes, BOARD)
     assert not m.ok and "qemu exited with 1" in m.error and "cannot map the kernel image" in m.error
-    assert launches.read_text().count("launch") == 2 and not _qemu_children()
+    assert launches.read_text().count("launch") == 2 and not qemu_children()
     fault_counts("QEMU crash at start (retried once, then a failed measurement)", injected=2, survived=2, lost=0)
 
 
@@ -211,7 +200,7 @@ def test_qemu_killed_mid_dialogue_is_retried_once(model_bytes, monkeypatch, kill
     monkeypatch.setattr(Emulator, "start", start_then_die)
     t0 = time.monotonic()
     m = EmulatorEvaluator(generate=stub_generate, cache=False).measure(model_bytes, BOARD)
-    assert time.monotonic() - t0 < 30 and not _qemu_children()
+    assert time.monotonic() - t0 < 30 and not qemu_children()
     if kills == 1:
         assert m.ok and m.output_match
     else:
@@ -231,7 +220,7 @@ def test_a_slow_emulated_model_is_waited_for_and_a_too_slow_one_fails_with_the_c
     t0 = time.monotonic()
     m = EmulatorEvaluator(generate=slow, run_timeout_s=0.2, retries=0, **kw).measure(model_bytes, BOARD)
     assert not m.ok and "LinkTimeout: RUN" in m.error and time.monotonic() - t0 < 10
-    assert not _qemu_children()
+    assert not qemu_children()
     fault_counts("slow emulated model (within / past the run timeout)", injected=2, survived=2, lost=0)
 
 
@@ -245,7 +234,7 @@ def test_no_qemu_is_left_after_repeated_faulty_measurements(model_bytes):
                                retries=0, cache=False)
         m = ev.measure(model_bytes, BOARD)
         assert m.ok == (not kw)
-        assert not _qemu_children()
+        assert not qemu_children()
 
 
 # ---- the toolchain ----

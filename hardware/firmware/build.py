@@ -221,7 +221,7 @@ def build_firmware(gm: GeneratedSources, board: Board | str, out_dir: Path | str
     board = get_board(board)
     toolchain = toolchain_version()
     if toolchain is None:
-        raise ToolchainMissing(install_hint(["arm-none-eabi-gcc"]).replace("arm-none-eabi-gcc", _gcc(), 1))
+        raise ToolchainMissing(f"{_gcc()} not found: {install_hint(['arm-none-eabi-gcc'])}")
     key = _build_key(gm, board, stack_bytes, toolchain)
     entry = firmware_cache_dir() / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', board.name)}-{key}"
     meta = entry / "image.json"

@@ -149,13 +149,14 @@ def make_evaluator(kind: str | None, board, *, port: str | None = None, variant:
     from hardware.measure import AnalyticEvaluator, EmulatorEvaluator, SerialBoardEvaluator
     from nas.cli import UserError
 
+    missing = emulation_missing() if kind in (None, "emulator") else None
     if kind is None:
         kind = "serial" if port or not board.emulated else "emulator"
-        if kind == "emulator" and emulation_missing():
-            log.warning("estimating analytically: %s", emulation_missing())
+        if kind == "emulator" and missing:
+            log.warning("estimating analytically: %s", missing)
             kind = "analytic"
-    elif kind == "emulator" and emulation_missing():
-        raise UserError(f"--evaluator emulator: {emulation_missing()}")
+    elif kind == "emulator" and missing:
+        raise UserError(f"--evaluator emulator: {missing}")
     if port and kind != "serial":
         raise UserError(f"--port is for --evaluator serial, not {kind}")
     if kind == "emulator" and not board.emulated:

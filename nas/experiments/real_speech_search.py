@@ -106,18 +106,18 @@ def _dominates(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return no_worse and better
 
 
-def run_searches(cfg: RealSearchConfig, finished_before: list[str] | None = None) -> dict[str, Any]:
-    """One study per space until its target (resumes), with ``cfg.workers`` processes each; the spaces
-    whose study had already reached its target are appended to ``finished_before``."""
+def run_searches(cfg: RealSearchConfig) -> tuple[dict[str, Any], list[str]]:
+    """One study per space until its target (resumes), with ``cfg.workers`` processes each; also the
+    spaces whose study had reached its target before this call."""
     from nas.study.runner import open_study, spawn_workers, target_reached
 
-    studies = {}
+    studies, finished_before = {}, []
     for space in cfg.spaces:
         scfg = cfg.study_config(space)
         study = open_study(scfg)
-        if target_reached(study, scfg) and finished_before is not None:
+        if target_reached(study, scfg):
             finished_before.append(space)
-        if not target_reached(study, scfg):
+        else:
             log.info("searching %s: %d trained trials, %d workers", space, scfg.trials, scfg.workers)
             procs = spawn_workers(scfg, scfg.workers)
             codes = [p.wait() for p in procs]
@@ -125,7 +125,7 @@ def run_searches(cfg: RealSearchConfig, finished_before: list[str] | None = None
                 raise RuntimeError(f"the {space} search stopped before its target (worker exit codes {codes}); "
                                    "run the same command again to resume")
         studies[space] = (scfg, study)
-    return studies
+    return studies, finished_before
 
 
 def run_real_speech_search(cfg: RealSearchConfig, out_dir: Path) -> RealSearchResult:
@@ -136,8 +136,7 @@ def run_real_speech_search(cfg: RealSearchConfig, out_dir: Path) -> RealSearchRe
     from search_spaces.spec import ArchSpec
 
     t0 = time.perf_counter()
-    finished_before: list[str] = []
-    studies = run_searches(cfg, finished_before)
+    studies, finished_before = run_searches(cfg)
     result = RealSearchResult(cfg, reused={"searches": finished_before, "final_models": 0})
     usable = []
     for space, (scfg, study) in studies.items():

@@ -33,7 +33,7 @@ from nas.quant.float_graph import float_graph
 from nas.quant.ptq import calibrate, quantize_graph
 from nas.study.config import SearchConfig
 from nas.study.objectives import constraint_values
-from nas.train import TrainConfig, TrainData, train
+from nas.train import TrainData, train
 from search_spaces.estimate import estimate
 from search_spaces.spec import ArchSpec
 
@@ -126,9 +126,7 @@ def evaluate_candidate(spec: ArchSpec, ctx: SearchContext, trial_number: int, ou
     if not fig["fits_board"] or any(v > 0 for v in constraint_values(cfg.budgets, fig).values()):
         return fig
 
-    b = cfg.train
-    tcfg = TrainConfig(batch_size=b.batch_size, epochs=b.epochs, max_steps=b.steps, time_budget_s=b.time_s,
-                       train_fraction=b.fraction, peak_lr=b.lr, seed=cfg.seed, trial=trial_number)
+    tcfg = cfg.train.train_config(cfg.seed, trial_number)
     ckpt = out_dir / "checkpoint"
     result = train(spec, ctx.data, tcfg, out_dir=ckpt)
     report = quantize_checkpoint(ckpt, out_dir / "export", ctx.data, measure_arena=False, seed=cfg.seed)

@@ -42,19 +42,13 @@ class TrainBudget:
     lr: float = 5e-3
     batch_size: int = 100
 
+    def train_config(self, seed: int, trial: int = 0) -> Any:
+        """The `nas.train.TrainConfig` of one trial (its checks are the budget's checks)."""
+        from nas.train.config import TrainConfig
 
-def _check_train_budget(t: TrainBudget) -> None:
-    """Refuse a training budget that every trial would fail on, before the search starts."""
-    for key in ("epochs", "steps", "batch_size"):
-        v = getattr(t, key)
-        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-            raise ValueError(f"[train] {key} must be a positive integer, got {v!r}")
-    if t.time_s is not None and not (isinstance(t.time_s, int | float) and t.time_s > 0):
-        raise ValueError(f"[train] time_s must be positive seconds, got {t.time_s!r}")
-    if not (isinstance(t.fraction, int | float) and 0 < t.fraction <= 1):
-        raise ValueError(f"[train] fraction must be in (0, 1], got {t.fraction!r}")
-    if not (isinstance(t.lr, int | float) and t.lr > 0):
-        raise ValueError(f"[train] lr must be a positive number, got {t.lr!r}")
+        return TrainConfig(batch_size=self.batch_size, epochs=self.epochs, max_steps=self.steps,
+                           time_budget_s=self.time_s, train_fraction=self.fraction, peak_lr=self.lr, seed=seed,
+                           trial=trial)
 
 
 @dataclass(frozen=True)
@@ -104,7 +98,7 @@ class SearchConfig:
             raise ValueError("trials and workers must be positive")
         if self.time_limit_s is not None and not self.time_limit_s > 0:
             raise ValueError(f"the time limit must be positive seconds, got {self.time_limit_s}")
-        _check_train_budget(self.train)
+        self.train.train_config(self.seed)  # refuses a budget every trial would fail on, before the search
         from hardware.boards import get_board
         from search_spaces import SPACES
 

@@ -43,21 +43,17 @@ CONFIG_ATTR = "kwsnas_config"
 
 def make_storage(url: str) -> optuna.storages.BaseStorage:
     """An Optuna storage with heartbeats for ``url`` (``sqlite:///...``, ``postgresql://...``, ``journal:PATH``)."""
+    import sqlalchemy.exc
+
     with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5 but are what resume relies on
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return _make_storage(url)
+        try:
+            return _make_storage(url)
+        except sqlalchemy.exc.SQLAlchemyError as e:  # unknown dialect, unreachable server, bad URL
+            raise ValueError(f"cannot open the storage {url}: {str(e).splitlines()[0]}") from None
 
 
 def _make_storage(url: str) -> optuna.storages.BaseStorage:
-    import sqlalchemy.exc
-
-    try:
-        return _open_storage(url)
-    except sqlalchemy.exc.SQLAlchemyError as e:  # unknown dialect, unreachable server, bad URL
-        raise ValueError(f"cannot open the storage {url}: {str(e).splitlines()[0]}") from None
-
-
-def _open_storage(url: str) -> optuna.storages.BaseStorage:
     retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
     if url.startswith(("redis://", "rediss://")):
         try:

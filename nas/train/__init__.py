@@ -10,13 +10,39 @@ Modules: `config` (TrainConfig), `augment` (augmentation in JAX), `state` (train
 `checkpoint` (atomic save/load), `loop` (train, TrainResult, TrainingDiverged).
 """
 
-from nas.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from nas.train.config import TrainConfig
-from nas.train.data import TrainData, prepare_from_source, prepare_train_data
-from nas.train.evaluate import EvalReport, evaluate
-from nas.train.loop import TrainingDiverged, TrainProgress, TrainResult, train
-from nas.train.state import StepSettings, TrainState, create_train_state
-from nas.train.step import make_train_step
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# names -> the submodule that defines them, imported on first use: `nas.train.config` (and so the study
+# config that validates its training budget with it) must not pull JAX in at start-up
+_HOME = {
+    "CheckpointError": "checkpoint", "load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint",
+    "TrainConfig": "config",
+    "TrainData": "data", "prepare_from_source": "data", "prepare_train_data": "data",
+    "EvalReport": "evaluate", "evaluate": "evaluate",
+    "TrainingDiverged": "loop", "TrainProgress": "loop", "TrainResult": "loop", "train": "loop",
+    "StepSettings": "state", "TrainState": "state", "create_train_state": "state",
+    "make_train_step": "step",
+}
+
+if TYPE_CHECKING:
+    from nas.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from nas.train.config import TrainConfig
+    from nas.train.data import TrainData, prepare_from_source, prepare_train_data
+    from nas.train.evaluate import EvalReport, evaluate
+    from nas.train.loop import TrainingDiverged, TrainProgress, TrainResult, train
+    from nas.train.state import StepSettings, TrainState, create_train_state
+    from nas.train.step import make_train_step
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module 'nas.train' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"nas.train.{home}"), name)
+    globals()[name] = value  # once imported, a plain attribute
+    return value
+
 
 __all__ = [
     "CheckpointError",
