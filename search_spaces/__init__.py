@@ -17,7 +17,7 @@ from search_spaces._cnn import CNNSpace
 from search_spaces._dnn import DNNSpace
 from search_spaces._ds_cnn import DSCNNSpace
 from search_spaces._micronet import MicroNetSpace
-from search_spaces.base import SearchSpace, sample_frontend
+from search_spaces.base import NotInSpace, SearchSpace, sample_frontend
 from search_spaces.estimate import Estimate, LayerEstimate, estimate
 from search_spaces.frontend import FrontEndConfig, get_frontend
 from search_spaces.presets import PRESET_NAMES, get_preset, load_spec
@@ -44,6 +44,7 @@ __all__ = [
     "FrontEndConfig",
     "LayerEstimate",
     "MicroNetSpace",
+    "NotInSpace",
     "PRESET_NAMES",
     "SPACES",
     "SearchSpace",

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from search_spaces.base import SpaceBase, frontend_choices, parse_hw
+from search_spaces.base import SpaceBase, expect, frontend_choices, hw_text, parse_hw, snap_int
 from search_spaces.frontend import FrontEndConfig
 from search_spaces.spec import ArchSpec, Conv, Dense, Flatten, Layer, SpecError
 
@@ -71,3 +71,25 @@ class CNNSpace(SpaceBase):
             Dense(trial.suggest_int("fc_units", FC_MIN, FC_MAX, step=FC_STEP), batch_norm=True),
         ]
         return self._spec(frontend, tuple(layers))
+
+    def params_of(self, spec: ArchSpec, snap: bool = False) -> dict[str, Any]:
+        """The values `sample` turns into ``spec`` (see the `SearchSpace` contract)."""
+        p = self._frontend_params(spec)
+        kinds = [type(layer) for layer in spec.layers]
+        expect(kinds == [Conv, Conv, Flatten, Dense, Dense],
+               f"{spec.name}: not conv, conv, flatten, linear dense, dense (the Hello Edge CNN)")
+        c1, c2, _, linear, fc = spec.layers
+        for n, c in (("conv1", c1), ("conv2", c2)):
+            expect((c.padding, c.activation, c.batch_norm) == ("valid", "relu", True) and hw_text(c.kernel) in KERNELS,
+                   f"{spec.name}: {n} must be a VALID conv + BN + ReLU with a kernel in {KERNELS}")
+            p[f"{n}_filters"] = snap_int(f"{spec.name}: {n} filters", c.filters, FILTERS_MIN, FILTERS_MAX,
+                                         FILTER_STEP, snap)
+            p[f"{n}_kernel"] = hw_text(c.kernel)
+        expect(c1.stride == CONV1_STRIDE and hw_text(c2.stride) in CONV2_STRIDES,
+               f"{spec.name}: conv strides {hw_text(c1.stride)}, {hw_text(c2.stride)} are not offered")
+        p["conv2_stride"] = hw_text(c2.stride)
+        expect(linear == Dense(linear.units, activation="none") and fc == Dense(fc.units, batch_norm=True),
+               f"{spec.name}: the dense layers must be a linear one and one with BN + ReLU")
+        p["linear_units"] = snap_int(f"{spec.name}: linear units", linear.units, LINEAR_MIN, LINEAR_MAX, LINEAR_STEP, snap)
+        p["fc_units"] = snap_int(f"{spec.name}: fc units", fc.units, FC_MIN, FC_MAX, FC_STEP, snap)
+        return p

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from search_spaces.base import SpaceBase
+from search_spaces.base import SpaceBase, expect, snap_int
 from search_spaces.spec import ArchSpec, Dense, Flatten, Layer
 
 if TYPE_CHECKING:
@@ -33,3 +33,17 @@ class DNNSpace(SpaceBase):
         for i in range(trial.suggest_int("n_layers", MIN_LAYERS, MAX_LAYERS)):
             layers.append(Dense(trial.suggest_int(f"l{i}_width", WIDTH_MIN, WIDTH_MAX, step=WIDTH_STEP)))
         return self._spec(frontend, tuple(layers))
+
+    def params_of(self, spec: ArchSpec, snap: bool = False) -> dict[str, Any]:
+        """The values `sample` turns into ``spec`` (see the `SearchSpace` contract)."""
+        p = self._frontend_params(spec)
+        layers = spec.layers
+        expect(len(layers) >= 1 + MIN_LAYERS and isinstance(layers[0], Flatten),
+               f"{spec.name}: not a flatten and {MIN_LAYERS}..{MAX_LAYERS} dense layers")
+        hidden = layers[1:]
+        expect(len(hidden) <= MAX_LAYERS and all(isinstance(d, Dense) and d == Dense(d.units) for d in hidden),
+               f"{spec.name}: the space has {MIN_LAYERS}..{MAX_LAYERS} dense ReLU layers without batch norm")
+        p["n_layers"] = len(hidden)
+        for i, d in enumerate(hidden):
+            p[f"l{i}_width"] = snap_int(f"{spec.name}: layer {i} width", d.units, WIDTH_MIN, WIDTH_MAX, WIDTH_STEP, snap)
+        return p

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from search_spaces.base import SpaceBase, parse_hw
+from search_spaces.base import SpaceBase, expect, hw_text, parse_hw, snap_int
 from search_spaces.spec import ArchSpec, Conv, DSConv, GlobalAvgPool, Layer
 
 if TYPE_CHECKING:
@@ -63,3 +63,40 @@ class DSCNNSpace(SpaceBase):
             layers.append(DSConv(width, kernel, stride, residual=residual))
         layers.append(GlobalAvgPool())
         return self._spec(frontend, tuple(layers))
+
+    def params_of(self, spec: ArchSpec, snap: bool = False) -> dict[str, Any]:
+        """The values `sample` turns into ``spec`` (see the `SearchSpace` contract)."""
+        p = self._frontend_params(spec)
+        layers = spec.layers
+        expect(len(layers) >= 2 + MIN_BLOCKS and isinstance(layers[0], Conv) and isinstance(layers[-1], GlobalAvgPool),
+               f"{spec.name}: not a stem conv, {MIN_BLOCKS}..{MAX_BLOCKS} DS blocks and a global average pool")
+        stem, blocks = layers[0], layers[1:-1]
+        expect((stem.padding, stem.activation, stem.batch_norm) == ("same", "relu", True),
+               f"{spec.name}: the stem must be SAME + BN + ReLU")
+        expect(hw_text(stem.kernel) in STEM_KERNELS and hw_text(stem.stride) in STEM_STRIDES,
+               f"{spec.name}: stem {hw_text(stem.kernel)} stride {hw_text(stem.stride)} is not offered")
+        p.update(stem_kernel=hw_text(stem.kernel), stem_stride=hw_text(stem.stride),
+                 stem_width=snap_int(f"{spec.name}: stem width", stem.filters, WIDTH_MIN, WIDTH_MAX, WIDTH_STEP, snap))
+        expect(MIN_BLOCKS <= len(blocks) <= MAX_BLOCKS and all(isinstance(b, DSConv) for b in blocks),
+               f"{spec.name}: {len(blocks)} layers between stem and pool, the space has {MIN_BLOCKS}..{MAX_BLOCKS} "
+               "DS blocks")
+        p["n_blocks"] = len(blocks)
+        h, w = spec.frontend.feature_shape
+        h, w = math.ceil(h / stem.stride[0]), math.ceil(w / stem.stride[1])
+        for i, b in enumerate(blocks):
+            where = f"{spec.name}: block {i}"
+            expect((b.padding, b.activation) == ("same", "relu") and hw_text(b.kernel) in BLOCK_KERNELS,
+                   f"{where}: {hw_text(b.kernel)} {b.padding} {b.activation} is not offered")
+            p[f"b{i}_kernel"] = hw_text(b.kernel)
+            expect(b.stride in ((1, 1), (2, 2)), f"{where}: stride {hw_text(b.stride)} is not offered")
+            if h >= 2 and w >= 2:
+                p[f"b{i}_downsample"] = b.stride == (2, 2)
+            else:
+                expect(b.stride == (1, 1), f"{where}: a stride 2 over a dimension of 1")
+            if b.stride == (2, 2):
+                h, w = math.ceil(h / 2), math.ceil(w / 2)
+            else:
+                p[f"b{i}_residual"] = b.residual
+            if not b.residual:
+                p[f"b{i}_width"] = snap_int(f"{where} width", b.filters, WIDTH_MIN, WIDTH_MAX, WIDTH_STEP, snap)
+        return p

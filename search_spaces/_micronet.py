@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from search_spaces.base import SpaceBase
+from search_spaces.base import SpaceBase, expect, snap_int
 from search_spaces.spec import ArchSpec, Conv, DSConv, GlobalAvgPool, Layer
 
 if TYPE_CHECKING:
@@ -47,3 +47,24 @@ class MicroNetSpace(SpaceBase):
             layers.append(DSConv(width, (3, 3), (2, 2) if i == 0 else (1, 1), activation=ACTIVATION))
         layers.append(GlobalAvgPool())
         return self._spec(frontend, tuple(layers))
+
+    def params_of(self, spec: ArchSpec, snap: bool = False) -> dict[str, Any]:
+        """The values `sample` turns into ``spec`` (see the `SearchSpace` contract)."""
+        p = self._frontend_params(spec)
+        layers = spec.layers
+        expect(len(layers) >= 2 + MIN_BLOCKS and isinstance(layers[0], Conv) and isinstance(layers[-1], GlobalAvgPool),
+               f"{spec.name}: not a stem conv, {MIN_BLOCKS}..{MAX_BLOCKS} DS blocks and a global average pool")
+        stem, blocks = layers[0], layers[1:-1]
+        expect(stem == Conv(stem.filters, (10, 4), (1, 1), activation=ACTIVATION),
+               f"{spec.name}: the stem must be a 10x4 stride-1 SAME conv + BN + {ACTIVATION}")
+        p["stem_width"] = snap_int(f"{spec.name}: stem width", stem.filters, WIDTH_MIN, WIDTH_MAX, WIDTH_STEP, snap)
+        expect(MIN_BLOCKS <= len(blocks) <= MAX_BLOCKS and all(isinstance(b, DSConv) for b in blocks),
+               f"{spec.name}: {len(blocks)} layers between stem and pool, the space has {MIN_BLOCKS}..{MAX_BLOCKS} "
+               "DS blocks")
+        p["n_blocks"] = len(blocks)
+        for i, b in enumerate(blocks):
+            expect(b == DSConv(b.filters, (3, 3), (2, 2) if i == 0 else (1, 1), activation=ACTIVATION),
+                   f"{spec.name}: block {i} must be a 3x3 {ACTIVATION} DS block with stride {'2' if i == 0 else '1'}")
+            p[f"b{i}_width"] = snap_int(f"{spec.name}: block {i} width", b.filters, WIDTH_MIN, WIDTH_MAX, WIDTH_STEP,
+                                        snap)
+        return p

@@ -7,7 +7,8 @@ re-exported by the package; `search_spaces.get_space` builds one by name.
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+import math
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from search_spaces.frontend import FrontEndConfig, get_frontend
 from search_spaces.presets import family_presets
@@ -36,6 +37,11 @@ class SearchSpace(Protocol):
       uses ``frontend``.
     - ``presets()`` returns the published configurations of the family (each with its own, published,
       front end and the space's ``num_classes``); they need not lie on the space's grid.
+    - ``params_of(spec)`` is the inverse of ``sample``: the suggested values that make ``sample`` return a
+      spec with ``spec``'s digest, or `NotInSpace` naming the first layer the space cannot produce. With
+      ``snap=True`` a width off the space's grid (or outside its range) is rounded to the nearest width the
+      space offers instead, so a published or user-made network can seed a search as its nearest member
+      (compare digests to see whether it moved). Warm starts and the evolution sampler rely on it.
     """
 
     name: str
@@ -46,6 +52,12 @@ class SearchSpace(Protocol):
     def sample(self, trial: optuna.trial.BaseTrial) -> ArchSpec: ...
 
     def presets(self) -> dict[str, ArchSpec]: ...
+
+    def params_of(self, spec: ArchSpec, snap: bool = False) -> dict[str, Any]: ...
+
+
+class NotInSpace(ValueError):
+    """A spec the space cannot produce; the message names the first layer or setting that differs."""
 
 
 # --- front-end knobs ("feature optimisation") ------------------------------------------------------------------------
@@ -130,3 +142,45 @@ class SpaceBase:
     def presets(self) -> dict[str, ArchSpec]:
         """The published configurations of this family, with this space's ``num_classes``."""
         return {name: spec.with_classes(self.num_classes) for name, spec in family_presets(self.name).items()}
+
+    # --- helpers of params_of ---------------------------------------------------------------------------------
+    def _frontend_params(self, spec: ArchSpec) -> dict[str, Any]:
+        """The ``fe_*`` values of ``spec``'s front end (none without tuning); `NotInSpace` if it is not one
+        this space produces."""
+        if spec.num_classes != self.num_classes:
+            raise NotInSpace(f"{spec.name}: {spec.num_classes} classes, the space has {self.num_classes}")
+        if not self.tune_frontend:
+            if spec.frontend != self.frontend:
+                raise NotInSpace(f"{spec.name}: front end {spec.frontend.name!r} is not the space's "
+                                 f"{self.frontend.name!r}")
+            return {}
+        coeffs = N_COEFFS_CHOICES if self.frontend.n_coeffs is not None else (None,)
+        for combo in itertools.product(coeffs, WINDOW_MS_CHOICES, STRIDE_MS_CHOICES):
+            if _knobbed(self.frontend, *combo) == spec.frontend:
+                n_coeffs, window_ms, stride_ms = combo
+                values = {"fe_window_ms": window_ms, "fe_stride_ms": stride_ms}
+                return values if n_coeffs is None else {"fe_n_coeffs": n_coeffs, **values}
+        raise NotInSpace(f"{spec.name}: front end {spec.frontend.name!r} is not one the space searches")
+
+
+def snap_int(where: str, value: int, low: int, high: int, step: int, snap: bool) -> int:
+    """``value`` if the grid ``low, low + step, ..., high`` holds it; else the nearest grid value when
+    ``snap``, else `NotInSpace`."""
+    if low <= value <= high and (value - low) % step == 0:
+        return value
+    if not snap:
+        raise NotInSpace(f"{where}: {value} is not in {low}..{high} in steps of {step}")
+    clamped = min(max(value, low), high)
+    nearest = low + step * math.ceil((clamped - low) / step - 0.5)  # a tie goes down: seeds are usually at a budget
+    return min(nearest, high - (high - low) % step)
+
+
+def expect(condition: bool, message: str) -> None:
+    """`NotInSpace` with ``message`` unless ``condition``."""
+    if not condition:
+        raise NotInSpace(message)
+
+
+def hw_text(pair: tuple[int, int]) -> str:
+    """``(10, 4)`` -> ``"10x4"``: the categorical form of kernels and strides (see `parse_hw`)."""
+    return f"{pair[0]}x{pair[1]}"

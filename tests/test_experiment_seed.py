@@ -63,29 +63,40 @@ def test_bad_experiment_inputs_are_named(tmp_path: Path, capsys: pytest.CaptureF
 
 
 def test_real_speech_search_small(tmp_path: Path, tiny_corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The real-speech experiment's whole path, small: a search per space, picks and a preset retrained
-    alike and compared on test, a verdict per preset; a second run reuses everything."""
+    """The real-speech experiment's whole path, small: budgets from the target, a timed search and a control,
+    picks and the target retrained alike with two seeds, verdicts with a paired bootstrap; a second run
+    reuses everything."""
     from nas.cli import main as nas_main
 
     monkeypatch.chdir(tmp_path)
     args = ["experiment", "real-speech-search", "--data", str(tiny_corpus), "--split-rule", "hash", "--noise", "",
-            "--evaluator", "analytic", "--spaces", "dnn", "--presets", "dnn-s", "--trials", "2", "--workers", "1",
-            "--search-epochs", "1", "--picks", "1", "--final-epochs", "1", "--name", "rs"]
+            "--evaluator", "analytic", "--targets", "dnn-s", "--spaces", "dnn", "--controls", "dnn-s",
+            "--search-minutes", "0.35", "--workers", "1", "--search-epochs", "2", "--min-epochs", "1",
+            "--control-epochs", "1", "--picks", "1", "--final-seeds", "0,1", "--final-epochs", "1", "--name", "rs"]
     assert nas_main(args) == 0
     table = json.loads(Path("results/rs/table.json").read_text())
-    kinds = [r["kind"] for r in table["rows"]]
-    assert kinds.count("preset") == 1 and kinds.count("search") == 1
-    assert all(0 <= r["int8_test_accuracy"] <= 1 and r["flash_bytes"] > 0 for r in table["rows"])
-    (verdict,) = table["verdicts"]
-    assert verdict["preset"] == "dnn-s" and set(verdict) >= {"dominated_by", "more_accurate", "within_budget",
-                                                              "cheaper_but_less_accurate"}
-    assert table["reused"] == {"searches": [], "final_models": 0}
+    budgets = table["budgets"]["dnn-s"]
+    assert set(budgets) == {"flash_bytes", "ram_bytes", "latency_ms"}
+    target = table["models"]["dnn-s"]
+    assert target["kind"] == "preset" and target["seeds"] == [0, 1] and len(target["int8_test_by_seed"]) == 2
+    assert all(target[k] == pytest.approx(budgets[k]) for k in budgets)  # trained, it measures as the probe did
+    for arm in ("search", "control"):
+        s = table["studies"][f"dnn-s/{arm}"]
+        assert 0 < s["elapsed_s"] <= 0.35 * 60 + 1 and s["trials"] > 0
+    picks = [m for m in table["models"].values() if m["kind"] in ("search", "control")]
+    for m in picks:  # never the target itself, always within its budgets
+        assert m["spec"] != target["spec"] and all(m[k] <= budgets[k] * (1 + 1e-9) for k in budgets)
+    assert {v["arm"] for v in table["verdicts"]} == {"search", "control"}
+    for v in table["verdicts"]:
+        assert v["verdict"] in ("beaten", "dominated", "neither", "no pick")
+        if v["pick"] is not None:
+            d = v["difference"]
+            assert d["low_points"] <= d["mean_points"] <= d["high_points"] and d["seeds_a"] == 2
     md = Path("results/rs/table.md").read_text()
-    assert "Where the search beat the presets" in md and "**dnn-s**" in md
-    assert table["studies"]["dnn"]["trained"] >= 2
+    assert "## dnn-s" in md and "kwsnas search" in md and "control (previous default)" in md
+    assert Path("results/rs/dnn-s.png").is_file()
     t0 = time.perf_counter()
-    assert nas_main(args) == 0  # finished searches and cached final figures: nothing is trained again
+    assert nas_main(args) == 0  # finished searches and cached final trainings: nothing runs again
     assert time.perf_counter() - t0 < 30
     again = json.loads(Path("results/rs/table.json").read_text())
-    assert again["reused"] == {"searches": ["dnn"], "final_models": 2} and again["rows"] == table["rows"]
-    assert "reused from an earlier run" in Path("results/rs/table.md").read_text()
+    assert again["models"] == table["models"] and again["verdicts"] == table["verdicts"]

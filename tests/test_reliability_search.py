@@ -22,7 +22,7 @@ from tests.test_study_resume import _env, _load, _search
 def _cfg(tmp_path: Path, corpus: Path, name: str, trials: int):
     from nas.study.config import load_config
 
-    return load_config(None, name=name, data=str(corpus), evaluator="analytic", trials=trials, space="dnn",
+    return load_config(None, name=name, data=str(corpus), evaluator="analytic", trials=trials, space="dnn", warm_start=False,
                        objectives=("error", "flash_bytes"), train_epochs=1, storage=None)
 
 
@@ -35,11 +35,11 @@ def test_failing_trials_are_recorded_with_their_reason_and_the_search_goes_on(
     monkeypatch.chdir(tmp_path)
     real_evaluate, real_train = cand.evaluate_candidate, cand.train
 
-    def nan_lr_train(spec, data, tcfg, out_dir=None):
+    def nan_lr_train(spec, data, tcfg, out_dir=None, **kw):
         object.__setattr__(tcfg, "peak_lr", float("nan"))  # past validation: the loss itself turns NaN
-        return real_train(spec, data, tcfg, out_dir=out_dir)
+        return real_train(spec, data, tcfg, out_dir=out_dir, **kw)
 
-    def faulty(spec, ctx, number, out):
+    def faulty(spec, ctx, number, out, **kw):
         if number == 0:
             raise MemoryError("injected: out of memory while training")
         if number == 1:
@@ -49,10 +49,10 @@ def test_failing_trials_are_recorded_with_their_reason_and_the_search_goes_on(
         if number == 2:
             monkeypatch.setattr(cand, "train", nan_lr_train)
             try:
-                return real_evaluate(spec, ctx, number, out)
+                return real_evaluate(spec, ctx, number, out, **kw)
             finally:
                 monkeypatch.setattr(cand, "train", real_train)
-        return real_evaluate(spec, ctx, number, out)
+        return real_evaluate(spec, ctx, number, out, **kw)
 
     monkeypatch.setattr(cand, "evaluate_candidate", faulty)
     cfg = _cfg(tmp_path, tiny_corpus, "faults", trials=2)
@@ -75,12 +75,12 @@ def test_a_broken_setup_stops_after_five_failures_in_a_row(tmp_path: Path, tiny_
 
     monkeypatch.chdir(tmp_path)
 
-    def broken(spec, ctx, number, out):
+    def broken(spec, ctx, number, out, **kw):
         raise FileNotFoundError("arm-none-eabi-gcc: not found (injected)")
 
     monkeypatch.setattr(cand, "evaluate_candidate", broken)
     args = ["search", "--name", "broken", "--data", str(tiny_corpus), "--evaluator", "analytic", "--trials", "3",
-            "--space", "dnn", "--epochs", "1", "--objectives", "error,flash_bytes"]
+            "--space", "dnn", "--epochs", "1", "--objectives", "error,flash_bytes", "--no-warm-start"]
     assert nas_main(args) == 2  # not an endless loop of failing trials
     study = optuna.load_study(study_name="broken", storage="sqlite:///runs/broken/study.db")
     assert [t.state for t in study.trials] == [TrialState.FAIL] * 5

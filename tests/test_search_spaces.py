@@ -10,7 +10,17 @@ import optuna
 import pytest
 
 from nas.features.filterbanks import frontend_constants
-from search_spaces import SPACES, ArchSpec, SearchSpace, SpecError, estimate, get_frontend, get_space
+from search_spaces import (
+    SPACES,
+    ArchSpec,
+    NotInSpace,
+    SearchSpace,
+    SpecError,
+    estimate,
+    get_frontend,
+    get_preset,
+    get_space,
+)
 from search_spaces.spec import Conv, DSConv, GlobalAvgPool
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -92,6 +102,32 @@ class TestSearchSpaceContract:
                 again = space.sample(optuna.trial.FixedTrial(params))
             assert again == spec and again.name == spec.name and again.digest() == spec.digest()
 
+    @pytest.mark.parametrize("kind", ["random", "tpe"])
+    def test_params_of_inverts_sample(self, sampled, space: SearchSpace, space_name: str, kind: str) -> None:
+        """Warm starts and the evolution sampler write specs back into the space's parameters."""
+        for params, spec in sampled[(space_name, kind)]:
+            assert space.params_of(spec) == params
+            assert space.params_of(spec, snap=True) == params
+
+    def test_params_of_presets_exact_snapped_or_refused(self, space_name: str) -> None:
+        space = get_space(space_name)
+        for name, spec in space.presets().items():
+            try:
+                params = space.params_of(spec)
+            except NotInSpace:
+                try:
+                    params = space.params_of(spec, snap=True)  # a published width off the grid: the nearest
+                except NotInSpace as e:
+                    assert name in str(e)  # another front end, a dropout: named, never silently changed
+                    continue
+                member = space.sample(optuna.trial.FixedTrial(params))
+                assert member.digest() != spec.digest() and len(member.layers) == len(spec.layers)
+                continue
+            assert space.sample(optuna.trial.FixedTrial(params)).digest() == spec.digest()
+        foreign = "micronet-kws-s" if space_name != "micronet" else "ds-cnn-s"
+        with pytest.raises(NotInSpace):
+            space.params_of(get_preset(foreign), snap=True)
+
     def test_samples_vary(self, sampled, space_name: str) -> None:
         digests = {spec.digest() for kind in ("random", "tpe") for _, spec in sampled[(space_name, kind)]}
         assert len(digests) > N_SPECS  # far from collapsing onto a few architectures
@@ -159,6 +195,23 @@ def test_micronet_presets_lie_in_the_micronet_space() -> None:
         params.update({f"b{i}_width": b.filters for i, b in enumerate(blocks)})
         sampled = space.sample(optuna.trial.FixedTrial(params))
         assert sampled.layers == spec.layers and sampled.frontend == spec.frontend
+
+
+def test_published_presets_in_their_spaces() -> None:
+    """DS-CNN-S and the three MicroNets lie on their spaces' grids; DS-CNN-M's 172 channels snap to 168."""
+    for name, space in (("ds-cnn-s", "ds-cnn"), ("micronet-kws-s", "micronet"), ("micronet-kws-m", "micronet"),
+                        ("micronet-kws-l", "micronet"), ("dnn-s", "dnn"), ("cnn-m", "cnn")):
+        s = get_space(space)
+        assert s.sample(optuna.trial.FixedTrial(s.params_of(get_preset(name)))).digest() == get_preset(name).digest()
+    ds = get_space("ds-cnn")
+    with pytest.raises(NotInSpace, match="172 is not in 16..320 in steps of 8"):
+        ds.params_of(get_preset("ds-cnn-m"))
+    snapped = ds.params_of(get_preset("ds-cnn-m"), snap=True)
+    assert snapped["stem_width"] == 168 and snapped["b0_width"] == 168  # a tie goes down: seeds sit at budgets
+    with pytest.raises(NotInSpace, match="front end 'mlperf-tiny'"):
+        ds.params_of(get_preset("mlperf-tiny-ds-cnn"), snap=True)
+    with pytest.raises(NotInSpace, match="10 classes"):
+        ds.params_of(get_preset("ds-cnn-s").with_classes(10))
 
 
 def test_ds_cnn_residual_and_downsample_only_where_legal() -> None:

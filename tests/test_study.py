@@ -14,6 +14,7 @@ from optuna.trial import TrialState, create_trial
 from nas.study.config import SearchConfig, load_config
 from nas.study.objectives import constraint_values, is_feasible, objective_values
 from nas.study.pareto import hypervolume_history, pareto_front, render_front, study_summary
+from nas.study.runner import MAX_REFUSED_FACTOR
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -22,7 +23,7 @@ def test_config_file_and_overrides(tmp_path: Path) -> None:
     cfg = load_config(REPO / "experiments/search/quick.toml")
     assert cfg.name == "quick" and cfg.budgets["ram_bytes"] == 65536 and cfg.train.epochs == 4
     over = load_config(REPO / "experiments/search/quick.toml", trials=3, train_epochs=1, board=None)
-    assert over.trials == 3 and over.train.epochs == 1 and over.train.time_s == 40 and over.board == "mps2-an386"
+    assert over.trials == 3 and over.train.epochs == 1 and over.train.time_s is None and over.board == "mps2-an386"
     assert SearchConfig.from_dict(cfg.to_dict()) == cfg
     assert cfg.storage_url == "sqlite:///runs/quick/study.db"
 
@@ -36,6 +37,10 @@ def test_config_file_and_overrides(tmp_path: Path) -> None:
     ('name = "../x"', "plain name"),
     ('colour = "red"', "unknown setting"),
     ('[train]\nepoch = 3', "unknown [train] setting"),
+    ('[train]\nepochs = 4\nmin_epochs = 4', "min_epochs (successive halving) needs an epoch budget larger"),
+    ('objectives = ["flash_bytes"]\n[train]\nepochs = 8\nmin_epochs = 2', "ranks candidates by accuracy"),
+    ('[train]\nreduction_factor = 1', "reduction_factor must be an integer >= 2"),
+    ('sampler = "evolutionary"', "unknown sampler"),
     ('objectives = [', "not a valid TOML"),
 ])
 def test_bad_configs_name_the_problem(tmp_path: Path, text: str, needle: str) -> None:
@@ -132,12 +137,20 @@ def test_tiny_search_end_to_end(tmp_path: Path, tiny_corpus: Path, monkeypatch: 
     assert report["trial"] in [t.number for t in done] and Path("winner/REPORT.md").is_file()
     assert Path("winner/model_int8.tflite").is_file() and not report["hardware_differences_after_retraining"]
     assert nas_main(["export", "--study", "tiny", "--pick", "max accuracy where flash_kb<=0.001", "--out", "x"]) == 2
-    # every candidate over a 1-byte RAM budget: recorded with figures, never trained
+    # every candidate over a 1-byte RAM budget: refused by the static check (never measured, never trained),
+    # and the search gives up after MAX_REFUSED_FACTOR x the target; without the check, measured, not trained
     assert nas_main(["search", "--name", "tiny2", "--data", str(tiny_corpus), "--evaluator", "analytic",
-                     "--trials", "2", "--space", "dnn", "--budget", "ram_bytes=1"]) == 0
+                     "--trials", "1", "--space", "dnn", "--budget", "ram_bytes=1"]) == 0
     study2 = optuna.load_study(study_name="tiny2", storage="sqlite:///runs/tiny2/study.db")
-    assert all(not t.user_attrs["trained"] and t.user_attrs["ram_bytes"] > 1 and t.constraints["ram_bytes"] > 0
-               for t in study2.trials)
+    assert len(study2.trials) == MAX_REFUSED_FACTOR
+    assert all(not t.user_attrs["trained"] and "ram_bytes at least" in t.user_attrs["static_reject"]
+               and "ram_bytes" not in t.user_attrs and t.constraints["ram_bytes"] > 0 for t in study2.trials)
+    assert nas_main(["search", "--name", "tiny3", "--data", str(tiny_corpus), "--evaluator", "analytic",
+                     "--trials", "1", "--space", "dnn", "--budget", "ram_bytes=1", "--no-static-filter",
+                     "--time-limit", "10"]) == 0
+    study3 = optuna.load_study(study_name="tiny3", storage="sqlite:///runs/tiny3/study.db")
+    assert study3.trials and all(not t.user_attrs["trained"] and t.user_attrs["ram_bytes"] > 1
+                                 and t.constraints["ram_bytes"] > 0 for t in study3.trials)
 
 
 def test_tiny_search_on_the_emulated_board_and_export(tmp_path: Path, tiny_corpus: Path,
@@ -152,6 +165,7 @@ def test_tiny_search_on_the_emulated_board_and_export(tmp_path: Path, tiny_corpu
         pytest.skip("qemu-system-arm or arm-none-eabi-gcc missing (scripts/bootstrap.sh installs them)")
     monkeypatch.chdir(tmp_path)
     assert nas_main(["search", "--name", "emu", "--data", str(tiny_corpus), "--trials", "2", "--space", "dnn",
+                     "--no-warm-start",
                      "--epochs", "1", "--objectives", "error,flash_bytes,ram_bytes,latency"]) == 0
     study = optuna.load_study(study_name="emu", storage="sqlite:///runs/emu/study.db")
     done = [t for t in study.trials if t.state == TrialState.COMPLETE and t.user_attrs["trained"]]

@@ -28,6 +28,7 @@ def _search(tmp_path: Path, corpus: Path, name: str, trials: int, storage: str |
             workers: int = 1) -> list[str]:
     cmd = [sys.executable, "-m", "nas.cli", "search", "--name", name, "--data", str(corpus), "--evaluator",
            "analytic", "--trials", str(trials), "--space", "dnn", "--epochs", "1", "--objectives", "error,flash_bytes",
+           "--no-warm-start",
            "--workers", str(workers)]
     return cmd + (["--storage", storage] if storage else [])
 

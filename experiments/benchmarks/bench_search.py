@@ -35,11 +35,13 @@ from nas import runtime  # noqa: E402
 def _config(args: argparse.Namespace, sampler: str, seed: int):
     from nas.study.config import load_config
 
-    # trials=10**6: the stop condition here is the number of *sampled* trials, not of trained ones
+    # trials=10**6: the stop condition here is the number of *sampled* trials, not of trained ones.
+    # static_filter off: every sampled candidate is measured, as when these figures were first taken, so the
+    # samplers are compared on what they propose (warm starts are `nas search`'s, not run_worker's: none here)
     return load_config(REPO / "experiments/search/quick.toml", name=f"bench-search-{sampler}-s{seed}",
                        sampler=sampler, seed=seed, trials=10**6, evaluator=args.evaluator, board=args.board,
                        space=args.space, train_epochs=args.epochs, train_fraction=args.fraction,
-                       storage=None)
+                       storage=None, static_filter=False)
 
 
 def _completed(study) -> list:

@@ -29,15 +29,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--presets", help="comma list (default: the seed's eight models and ei-conv1d)")
     s.add_argument("--protocols", help="comma list of 10 and/or 12 (default both)")
     s.add_argument("--epochs", type=int)
-    s.add_argument("--time-s", dest="time_s", type=float, help="training seconds per model")
+    s.add_argument("--time-s", dest="time_s", type=float, help="a wall-clock cap per model (a safety net; the "
+                   "schedule follows --epochs)")
     s.add_argument("--seed", type=int)
     s.add_argument("--reference", action="append", default=[], metavar="MODEL.tflite[:FRONTEND]",
                    help="a third-party int8 KWS model to evaluate and measure alongside (repeatable)")
     s.add_argument("--out", type=Path, help="results folder (default: results/seed-frameworks-<data>)")
     s.set_defaults(handler=_seed_frameworks)
 
-    r = verbs.add_parser("real-speech-search", help="search ds-cnn and micronet on real speech under a Cortex-M4 "
-                         "budget; retrain the Pareto picks and the presets alike; compare on the test split")
+    r = verbs.add_parser("real-speech-search", help="can the search beat DS-CNN-S and MicroNet-KWS-S under their own "
+                         "budgets? searches (and a control), picks and presets retrained with 3 seeds, verdicts")
     r.add_argument("config", nargs="?", type=Path, help="an experiment .toml (default: built-in defaults, the "
                    "same as experiments/search/real-speech.toml)")
     r.add_argument("--data")
@@ -45,15 +46,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--noise", help="background-noise folder ('' for none)")
     r.add_argument("--board")
     r.add_argument("--evaluator", choices=("emulator", "analytic", "serial"))
-    r.add_argument("--spaces", help="comma list of search spaces (default ds-cnn,micronet)")
-    r.add_argument("--presets", help="comma list of presets to compare against")
-    r.add_argument("--trials", type=int, help="trained candidates per space")
+    r.add_argument("--targets", help="comma list of presets whose budgets the search must beat them under")
+    r.add_argument("--spaces", help="comma list: the space searched for each target")
+    r.add_argument("--controls", help="comma list of targets that also get the previous default as a control "
+                   "('' for none)")
+    r.add_argument("--search-minutes", dest="search_minutes", type=float, help="wall-clock minutes per search")
     r.add_argument("--workers", type=int)
     r.add_argument("--search-epochs", dest="search_epochs", type=int)
-    r.add_argument("--search-time-s", dest="search_time_s", type=float)
-    r.add_argument("--picks", type=int, help="Pareto models to retrain and test")
+    r.add_argument("--min-epochs", dest="min_epochs", type=int)
+    r.add_argument("--control-epochs", dest="control_epochs", type=int)
+    r.add_argument("--picks", type=int, help="best search trials per arm to retrain with every final seed")
+    r.add_argument("--final-seeds", dest="final_seeds", help="comma list of training seeds (default 0,1,2)")
     r.add_argument("--final-epochs", dest="final_epochs", type=int)
-    r.add_argument("--final-time-s", dest="final_time_s", type=float)
     r.add_argument("--name", help="study name prefix (folders under runs/)")
     r.add_argument("--out", type=Path, help="results folder (default: results/<name>)")
     r.set_defaults(handler=_real_speech_search)
@@ -99,18 +103,18 @@ def _real_speech_search(args: argparse.Namespace) -> int:
     from nas.cli.search import quiet_optuna
 
     quiet_optuna(args.verbose)
-    from nas.experiments.real_speech_search import (
-        load_real_search_config,
-        run_real_speech_search,
-        write_outputs,
-    )
+    from nas.experiments.real_speech_report import write_outputs
+    from nas.experiments.real_speech_search import load_real_search_config, run_real_speech_search
 
+    seeds = _split(args.final_seeds)
     cfg = load_real_search_config(args.config, data=args.data, split_rule=args.split_rule, noise=args.noise,
-                                  board=args.board, evaluator=args.evaluator, spaces=_split(args.spaces),
-                                  presets=_split(args.presets), trials=args.trials, workers=args.workers,
-                                  search_epochs=args.search_epochs, search_time_s=args.search_time_s,
-                                  picks=args.picks, final_epochs=args.final_epochs, final_time_s=args.final_time_s,
-                                  name=args.name)
+                                  board=args.board, evaluator=args.evaluator, targets=_split(args.targets),
+                                  spaces=_split(args.spaces), controls=_split(args.controls),
+                                  search_minutes=args.search_minutes, workers=args.workers,
+                                  search_epochs=args.search_epochs, min_epochs=args.min_epochs,
+                                  control_epochs=args.control_epochs, picks=args.picks,
+                                  final_seeds=None if seeds is None else tuple(int(s) for s in seeds),
+                                  final_epochs=args.final_epochs, name=args.name)
     out = args.out or Path("results") / cfg.name
     result = run_real_speech_search(cfg, out)
     write_outputs(result, out, _command_line("nas experiment real-speech-search"))

@@ -9,11 +9,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nas.study.config import SAMPLERS
+
 log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("search", help="multi-objective architecture search (Optuna) on a board")
+    p = sub.add_parser("search", help="architecture search (Optuna) on a board: the best model that fits it, "
+                       "or the trade-offs between accuracy, flash, RAM and latency")
     p.add_argument("config", nargs="?", type=Path, help="an experiment .toml (default: the built-in defaults)")
     p.add_argument("--name", help="study name (folder under runs/)")
     p.add_argument("--space", help="search space: ds-cnn, micronet, dnn, cnn")
@@ -28,7 +31,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--objectives", help="comma list of error, flash_bytes, ram_bytes, latency, macs, params")
     p.add_argument("--budget", action="append", default=[], metavar="KEY=VALUE",
                    help="hard budget, e.g. flash_bytes=262144, ram_bytes=65536, latency_ms=50 (repeatable)")
-    p.add_argument("--sampler", choices=("tpe", "nsga2", "nsga3", "gp", "random"))
+    p.add_argument("--budget-from", dest="budget_from", metavar="PRESET|SPEC.json|board",
+                   help="budgets = a reference model's measured flash, RAM and latency on the board (or the "
+                   "board's own flash and RAM); --budget values win")
+    p.add_argument("--sampler", choices=SAMPLERS, help="tpe (default), evolution (aging evolution with "
+                   "architecture morphisms, for budgeted searches), nsga2, nsga3, gp, random")
+    p.add_argument("--seed-arch", action="append", dest="seed_archs", metavar="PRESET|SPEC.json",
+                   help="queue this architecture as one of the first trials (repeatable)")
+    p.add_argument("--no-warm-start", dest="warm_start", action="store_false", default=None,
+                   help="do not queue the space's presets that fit the budgets as the first trials")
+    p.add_argument("--no-static-filter", dest="static_filter", action="store_false", default=None,
+                   help="measure every candidate, even those the static estimates put over a budget")
     p.add_argument("--trials", type=int, help="trained candidates to reach (over-budget ones are measured, not "
                    "trained, and do not count; the search stops at 10x this many in any case)")
     p.add_argument("--time-limit", type=float, dest="time_limit_s", metavar="S")
@@ -36,8 +49,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--storage", help="Optuna storage URL (default sqlite:///runs/NAME/study.db; postgresql://...; "
                    "journal:PATH; redis://HOST:PORT)")
-    p.add_argument("--epochs", type=int, dest="train_epochs", help="training epochs per trial")
-    p.add_argument("--train-time", type=float, dest="train_time_s", metavar="S", help="training seconds per trial")
+    p.add_argument("--epochs", type=int, dest="train_epochs", help="training epochs per trial (the full budget)")
+    p.add_argument("--min-epochs", type=int, dest="train_min_epochs", metavar="N",
+                   help="successive halving: every candidate trains N epochs, the best third go on to 3N, ... "
+                   "up to --epochs")
+    p.add_argument("--train-time", type=float, dest="train_time_s", metavar="S",
+                   help="a wall-clock cap per trial (a safety net; the schedule follows --epochs)")
     p.add_argument("--fraction", type=float, dest="train_fraction", help="fraction of the training split")
     p.add_argument("--json", action="store_true", help="print the final front as JSON")
     p.set_defaults(handler=_search)
@@ -124,10 +141,12 @@ def config_from_args(args: argparse.Namespace) -> Any:
     objectives = None if args.objectives is None else tuple(o.strip() for o in args.objectives.split(",") if o.strip())
     return load_config(args.config, name=args.name, space=args.space, data=args.data, split_rule=args.split_rule,
                        noise=args.noise, board=args.board, evaluator=args.evaluator, port=args.port, flash=args.flash,
-                       objectives=objectives, budgets=_budgets(args.budget), sampler=args.sampler,
+                       objectives=objectives, budgets=_budgets(args.budget), budget_from=args.budget_from,
+                       sampler=args.sampler, seed_archs=tuple(args.seed_archs) if args.seed_archs else None,
+                       warm_start=args.warm_start, static_filter=args.static_filter,
                        trials=args.trials, time_limit_s=args.time_limit_s, workers=args.workers, seed=args.seed,
                        storage=args.storage, train_epochs=args.train_epochs, train_time_s=args.train_time_s,
-                       train_fraction=args.train_fraction)
+                       train_fraction=args.train_fraction, train_min_epochs=args.train_min_epochs)
 
 
 def _search(args: argparse.Namespace) -> int:
@@ -136,22 +155,18 @@ def _search(args: argparse.Namespace) -> int:
     runtime.ensure_fast_allocator()
     quiet_optuna(args.verbose)
     cfg = config_from_args(args)
-    from nas.study.runner import open_study, recover_abandoned, run_worker, spawn_workers
+    from nas.study.runner import run_worker, spawn_workers, start_search
 
-    study = open_study(cfg)
-    if cfg.storage_url.startswith("journal:"):
-        n = recover_abandoned(study)
-        if n:
-            log.info("%d trial(s) left running by a stopped search: marked failed and queued again", n)
-    log.info("study %s in %s: %s, objectives %s, budgets %s", cfg.name, cfg.storage_url, cfg.space,
-             ", ".join(cfg.objectives), cfg.budgets or "none")
+    cfg, study, ctx, _ = start_search(cfg)
+    log.info("study %s in %s: %s, objectives %s, budgets %s, sampler %s", cfg.name, cfg.storage_url, cfg.space,
+             ", ".join(cfg.objectives), cfg.budgets or "none", cfg.sampler)
     from nas.cli import UserError
     from nas.study.runner import SearchStalled, target_reached
 
     with _Progress(study, cfg) as progress:
         if cfg.workers == 1:
             try:
-                run_worker(cfg, study, callbacks=[lambda s, t: progress.update()])
+                run_worker(cfg, study, callbacks=[lambda s, t: progress.update()], ctx=ctx)
             except SearchStalled as e:
                 raise UserError(str(e)) from None
         else:

@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--protocol", default="12", help="12 (standard), 10 (keywords only) or w1,w2,... (default 12)")
     p.add_argument("--epochs", type=int, help="epoch budget (default 30 when no budget is given)")
     p.add_argument("--steps", type=int, help="step budget")
-    p.add_argument("--time", type=float, metavar="S", help="wall-clock budget in seconds")
+    p.add_argument("--time", type=float, metavar="S", help="a wall-clock cap in seconds: a safety net that can only "
+                   "stop the run early (the schedule follows --epochs/--steps, so results stay reproducible)")
     p.add_argument("--fraction", type=float, default=1.0, help="train on this seeded fraction of the training split")
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--lr", type=float, help="peak learning rate (default 5e-3)")
@@ -61,8 +62,10 @@ def config_from_args(args: argparse.Namespace) -> Any:
     from nas.train import TrainConfig
 
     changes: dict[str, Any] = {"batch_size": args.batch_size, "train_fraction": args.fraction, "seed": args.seed}
-    if args.epochs is not None or args.steps is not None or args.time is not None:
-        changes.update(epochs=args.epochs, max_steps=args.steps, time_budget_s=args.time)
+    if args.epochs is not None or args.steps is not None:
+        changes.update(epochs=args.epochs, max_steps=args.steps)
+    if args.time is not None:
+        changes["time_budget_s"] = args.time
     if args.lr is not None:
         changes["peak_lr"] = args.lr
     return TrainConfig(**changes)

@@ -1,16 +1,27 @@
-"""A search on real speech under a Cortex-M4 budget, its Pareto picks retrained and tested, against the
-presets trained the same way: compute rows, then render.
+"""Can the search beat the published designs under their own budgets? On real speech, end to end.
 
     cfg = load_real_search_config("experiments/search/real-speech.toml")
-    result = run_real_speech_search(cfg, out_dir)    # searches (resumable), retrains picks and presets
+    result = run_real_speech_search(cfg, out_dir)    # searches (resumable), final trainings (cached)
     write_outputs(result, out_dir, command)          # table.md, table.json, plots
 
-One study per search space (``ds-cnn``, ``micronet``), on the train/validation parts of the data. The
-union of their Pareto fronts is thinned to ``picks`` models spread over flash; each pick and each preset
-is then trained with the same final budget (``final_epochs`` / ``final_time_s``), quantized, evaluated on
-the *test* part (never seen by the search) and measured on the board. The verdict per preset says whether
-some pick dominates it (at least as accurate on test, no more flash, RAM and latency) — and when none
-does, says so. Every trained model is cached under ``out_dir/final/<name>/figures.json``.
+For every *target* preset (DS-CNN-S, MicroNet-KWS-S by default):
+
+1. its budgets are its own flash, RAM and latency measured on the board (an untrained int8 build, the way
+   every trial is measured; trained, it measures the same);
+2. the search arm looks for "the best model that fits": one objective (validation error), those budgets
+   as hard constraints, the evolution sampler warm-started with the presets that fit, the static filter,
+   successive halving from ``min_epochs`` to ``search_epochs``; for the targets in ``controls`` a control
+   arm runs the previous default with the same budgets and time (TPE over four objectives, no seeds, no
+   filter, ``control_epochs`` per trial). Each arm gets ``search_minutes`` of wall-clock time on
+   ``workers`` single-threaded processes; at the deadline its running trials are stopped and recorded
+   as failed, so no arm ever uses more. Studies resume (their elapsed time is kept in the study);
+3. each arm's ``picks`` best trials by validation accuracy (never the target itself) and the target are
+   trained again alike, with every seed of ``final_seeds`` for ``final_epochs`` epochs (`retrain`); the
+   arm's pick is the one with the best mean validation accuracy over those seeds (the test clips are
+   never used to choose);
+4. the verdict on the test speakers: mean int8 test accuracy over the seeds, a paired bootstrap interval
+   of the difference (`nas.study.compare`), the measured flash, RAM and latency: the pick *beats* the
+   target (at least its mean accuracy at no more of any cost), is *dominated* by it, or neither.
 """
 
 from __future__ import annotations
@@ -18,12 +29,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+TIMED_ATTR = "kwsnas_search_elapsed_s"  # study user attribute: wall-clock seconds this arm has searched
+FINISHED_ATTR = "kwsnas_search_finished"
+_TICK_S = 15.0  # how often the elapsed time is saved (a killed experiment loses at most this much accounting)
+COST_KEYS = ("flash_bytes", "ram_bytes", "latency_ms")
 
 
 @dataclass(frozen=True)
@@ -32,29 +50,59 @@ class RealSearchConfig:
     data: str = "../shared/data/speech_commands_v0.02_test"
     split_rule: str | None = "speaker-60-20-20"
     noise: str | None = "../shared/data/background_noise"
-    spaces: tuple[str, ...] = ("ds-cnn", "micronet")
     board: str = "mps2-an386"
     evaluator: str = "emulator"
-    budgets: dict[str, float] = field(default_factory=lambda: {"flash_bytes": 262144, "ram_bytes": 65536})
-    sampler: str = "tpe"
-    trials: int = 30  # trained candidates per space
-    workers: int = 2
-    search_epochs: int = 8
-    search_time_s: float = 60.0
-    picks: int = 5
-    presets: tuple[str, ...] = ("ds-cnn-s", "ds-cnn-m", "micronet-kws-s", "micronet-kws-m")
+    targets: tuple[str, ...] = ("ds-cnn-s", "micronet-kws-s")  # budgets: each one's measured flash, RAM, latency
+    spaces: tuple[str, ...] = ("ds-cnn", "micronet")  # the space searched for each target (same order)
+    controls: tuple[str, ...] = ("ds-cnn-s",)  # targets that also get the previous default, as a control
+    search_minutes: float = 60.0  # per arm and target: the issue's "a search of at most 60 minutes on 2 cores"
+    workers: int = 2  # one single-threaded process per core
+    sampler: str = "evolution"
+    search_epochs: int = 40  # the full fidelity: the same epochs as the final training
+    min_epochs: int = 5  # successive halving's first rung (then 15, then 40)
+    reduction_factor: int = 3
+    control_epochs: int = 8  # the previous default's per-trial budget (experiments/search/real-speech.toml)
+    picks: int = 3  # per arm: the best trials by search validation, each retrained with every final seed
+    final_seeds: tuple[int, ...] = (0, 1, 2)
     final_epochs: int = 40
-    final_time_s: float = 150.0
     seed: int = 0
 
-    def study_config(self, space: str) -> Any:
-        from nas.study.config import load_config
+    def __post_init__(self) -> None:
+        if len(self.spaces) != len(self.targets):
+            raise ValueError(f"one space per target: targets {list(self.targets)}, spaces {list(self.spaces)}")
+        unknown = [c for c in self.controls if c not in self.targets]
+        if unknown:
+            raise ValueError(f"controls {unknown} are not targets {list(self.targets)}")
+        if self.picks < 1 or not self.final_seeds or self.search_minutes <= 0:
+            raise ValueError("picks, final_seeds and search_minutes must be positive")
+        for target in self.targets:
+            for arm in self.arms(target):
+                self.study_config(target, arm)  # validates space, board, sampler, epochs
 
-        return load_config(None, name=f"{self.name}-{space}", space=space, data=self.data,
-                           split_rule=self.split_rule, noise=self.noise, board=self.board, evaluator=self.evaluator,
-                           budgets=dict(self.budgets), sampler=self.sampler, trials=self.trials,
-                           workers=self.workers, seed=self.seed, train_epochs=self.search_epochs,
-                           train_time_s=self.search_time_s)
+    def arms(self, target: str) -> tuple[str, ...]:
+        return ("search", "control") if target in self.controls else ("search",)
+
+    def study_config(self, target: str, arm: str, budgets: dict[str, float] | None = None) -> Any:
+        from nas.study.config import SearchConfig, TrainBudget
+
+        common = dict(name=f"{self.name}-{target}-{arm}", space=self.spaces[self.targets.index(target)],
+                      data=self.data, split_rule=self.split_rule, noise=self.noise, board=self.board,
+                      evaluator=self.evaluator, budgets=dict(budgets or {}), workers=self.workers, seed=self.seed,
+                      trials=None, time_limit_s=60.0 * self.search_minutes, storage=None)
+        if arm == "search":
+            return SearchConfig(**common, objectives=("error",), sampler=self.sampler, warm_start=True,
+                                static_filter=True, train=TrainBudget(epochs=self.search_epochs,
+                                                                      min_epochs=self.min_epochs,
+                                                                      reduction_factor=self.reduction_factor))
+        return SearchConfig(**common, objectives=("error", "flash_bytes", "ram_bytes", "latency"), sampler="tpe",
+                            warm_start=False, static_filter=False, train=TrainBudget(epochs=self.control_epochs))
+
+    def setting(self) -> dict[str, Any]:
+        """What every final training shares (a SearchConfig's dict)."""
+        from nas.study.config import SearchConfig
+
+        return SearchConfig(name=f"{self.name}-final", data=self.data, split_rule=self.split_rule, noise=self.noise,
+                            board=self.board, evaluator=self.evaluator, seed=self.seed).to_dict()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -68,204 +116,179 @@ def load_real_search_config(path: Path | str | None = None, **overrides: Any) ->
     for key in ("noise", "split_rule"):
         if d.get(key) == "":
             d[key] = None  # --noise '': no noise folder (the corpus's own _background_noise_ if it has one)
-    for key in ("spaces", "presets"):
+    for key in ("targets", "spaces", "controls", "final_seeds"):
         if key in d:
             d[key] = tuple(d[key])
     try:
-        cfg = RealSearchConfig(**d)
+        return RealSearchConfig(**d)
     except TypeError as e:
         raise ValueError(f"{path or 'config'}: {e}") from None
-    for space in cfg.spaces:
-        cfg.study_config(space)  # validates space, board, budgets, sampler
-    return cfg
 
 
 @dataclass
 class RealSearchResult:
     config: RealSearchConfig
-    rows: list[dict[str, Any]] = field(default_factory=list)  # picks and presets, final figures
+    budgets: dict[str, dict[str, float]] = field(default_factory=dict)  # per target
+    studies: dict[str, dict[str, Any]] = field(default_factory=dict)  # per "target/arm": summary and wall time
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)  # per model name: final figures over seeds
     verdicts: list[dict[str, Any]] = field(default_factory=list)
-    studies: dict[str, dict[str, Any]] = field(default_factory=dict)  # study_summary per space
     wall_time_s: float = 0.0
-    reused: dict[str, Any] = field(default_factory=dict)  # what came from earlier runs (searches, final models)
 
 
-def _spread(rows: list[Any], k: int) -> list[Any]:
-    """``k`` front rows spread evenly over flash (all of them when there are fewer)."""
-    rows = sorted(rows, key=lambda r: r.figures.get("flash_bytes", 0))
-    if len(rows) <= k:
-        return rows
-    idx = sorted({round(i * (len(rows) - 1) / (k - 1)) for i in range(k)}) if k > 1 else [len(rows) - 1]
-    return [rows[i] for i in idx]
+# --- 1-2: budgets and searches ---------------------------------------------------------------------------------------
+def target_budgets(cfg: RealSearchConfig, target: str) -> dict[str, float]:
+    """The target's measured flash, RAM and latency on the board (the untrained build, as trials are measured)."""
+    from nas.study.candidate import SearchContext, hardware_figures, load_data, make_evaluator, probe_tflite
+    from nas.study.seeds import reference_budgets
+
+    scfg = cfg.study_config(target, "search")
+    ctx = SearchContext(scfg, load_data(scfg), make_evaluator(scfg))
+    return reference_budgets(target, scfg, lambda spec: hardware_figures(
+        ctx.evaluator.measure(probe_tflite(spec, ctx.data), scfg.board)), ctx.data.num_classes)
 
 
-def _dominates(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    keys = ("flash_bytes", "ram_bytes", "latency_ms")
-    no_worse = a["int8_test_accuracy"] >= b["int8_test_accuracy"] and all(a[k] <= b[k] for k in keys)
-    better = a["int8_test_accuracy"] > b["int8_test_accuracy"] or any(a[k] < b[k] for k in keys)
-    return no_worse and better
+def _stop_running(study: Any, why: str) -> int:
+    from optuna.trial import TrialState
+
+    n = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study._storage.set_trial_user_attr(t._trial_id, "fail_reason", why)
+        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        n += 1
+    return n
 
 
-def run_searches(cfg: RealSearchConfig) -> tuple[dict[str, Any], list[str]]:
-    """One study per space until its target (resumes), with ``cfg.workers`` processes each; also the
-    spaces whose study had reached its target before this call."""
-    from nas.study.runner import open_study, spawn_workers, target_reached
+def run_timed_search(scfg: Any, minutes: float) -> dict[str, Any]:
+    """Search until ``minutes`` of wall-clock time have been spent on this study (over all invocations)."""
+    from nas.study.runner import spawn_workers, start_search
 
-    studies, finished_before = {}, []
-    for space in cfg.spaces:
-        scfg = cfg.study_config(space)
-        study = open_study(scfg)
-        if target_reached(study, scfg):
-            finished_before.append(space)
-        else:
-            log.info("searching %s: %d trained trials, %d workers", space, scfg.trials, scfg.workers)
-            procs = spawn_workers(scfg, scfg.workers)
-            codes = [p.wait() for p in procs]
-            if not target_reached(study, scfg):
-                raise RuntimeError(f"the {space} search stopped before its target (worker exit codes {codes}); "
-                                   "run the same command again to resume")
-        studies[space] = (scfg, study)
-    return studies, finished_before
+    scfg, study, _, _ = start_search(scfg)
+    elapsed = float(study.user_attrs.get(TIMED_ATTR, 0.0))
+    if study.user_attrs.get(FINISHED_ATTR):
+        return {"elapsed_s": elapsed, "resumed": False}
+    _stop_running(study, "abandoned: the experiment was stopped")  # left by an interrupted earlier invocation
+    limit = 60.0 * minutes
+    log.info("searching %s for %.1f of %g minutes, %d workers", scfg.name, (limit - elapsed) / 60, minutes,
+             scfg.workers)
+    procs = spawn_workers(scfg, scfg.workers, new_session=True)
+    t0, saved = time.monotonic(), elapsed
+    try:
+        while any(p.poll() is None for p in procs) and saved < limit:
+            time.sleep(min(_TICK_S, max(limit - saved, 0.1)))
+            saved = elapsed + time.monotonic() - t0
+            study.set_user_attr(TIMED_ATTR, min(saved, limit))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)  # the worker and its emulator children
+                p.wait()
+    stopped = _stop_running(study, f"stopped at the search's {minutes:g}-minute limit")
+    codes = [p.returncode for p in procs]
+    if saved < limit and any(c != 0 for c in codes):
+        raise RuntimeError(f"the {scfg.name} search stopped early (worker exit codes {codes}); run the same "
+                           "command again to resume it")
+    study.set_user_attr(FINISHED_ATTR, True)
+    log.info("%s: searched %.1f min; %d running trial(s) stopped at the limit", scfg.name, saved / 60, stopped)
+    return {"elapsed_s": min(saved, limit), "stopped_at_limit": stopped}
+
+
+def best_trials(study: Any, scfg: Any, k: int, exclude: set[str]) -> list[Any]:
+    """The ``k`` best completed, trained trials within the budgets by int8 validation accuracy, one per
+    architecture, none of ``exclude`` (spec digests)."""
+    from nas.study.pareto import usable_trials
+
+    out, seen = [], set(exclude)
+    for t in sorted(usable_trials(study, scfg), key=lambda t: (-t.user_attrs["int8_val_accuracy"], t.number)):
+        if t.user_attrs["spec_digest"] not in seen:
+            seen.add(t.user_attrs["spec_digest"])
+            out.append(t)
+    return out[:k]
+
+
+# --- 3-4: final trainings and verdicts -------------------------------------------------------------------------------
+def _summarise(name: str, kind: str, figs: list[dict[str, Any]], extra: dict[str, Any]) -> dict[str, Any]:
+    import numpy as np
+
+    test = np.array([f["int8_test_accuracy"] for f in figs])
+    val = np.array([f["int8_val_accuracy"] for f in figs])
+    return {"model": name, "kind": kind, **extra, "seeds": [f["seed"] for f in figs],
+            "int8_test_mean": float(test.mean()), "int8_test_sd": float(test.std(ddof=1)) if len(test) > 1 else 0.0,
+            "int8_test_by_seed": test.tolist(), "int8_val_mean": float(val.mean()), "int8_val_by_seed": val.tolist(),
+            **{k: max(f[k] for f in figs) for k in COST_KEYS},  # equal over seeds; the max if a kernel path differs
+            "latency_kind": figs[0]["latency_kind"], "instructions": figs[0].get("instructions"),
+            "macs": figs[0]["macs"], "params": figs[0]["params"], "spec": figs[0]["spec"],
+            "train_time_s": float(np.mean([f["train_time_s"] for f in figs]))}
+
+
+def verdict(pick: dict[str, Any], target: dict[str, Any], correct: dict[str, Any]) -> dict[str, Any]:
+    """Beaten (at least the target's mean accuracy at no more of any cost), dominated (the target is at least
+    as accurate at no more of any cost), or neither; with the paired bootstrap of the difference."""
+    from nas.study.compare import paired_bootstrap
+
+    diff = paired_bootstrap(correct[pick["model"]], correct[target["model"]])
+    cheaper_or_equal = all(pick[k] <= target[k] for k in COST_KEYS)
+    costlier_or_equal = all(pick[k] >= target[k] for k in COST_KEYS)
+    if pick["int8_test_mean"] >= target["int8_test_mean"] and cheaper_or_equal:
+        outcome = "beaten"
+    elif target["int8_test_mean"] >= pick["int8_test_mean"] and costlier_or_equal:
+        outcome = "dominated"
+    else:
+        outcome = "neither"
+    return {"target": target["model"], "pick": pick["model"], "verdict": outcome, "difference": diff.to_dict(),
+            **{f"{k.split('_')[0]}_ratio": pick[k] / target[k] for k in COST_KEYS}}
 
 
 def run_real_speech_search(cfg: RealSearchConfig, out_dir: Path) -> RealSearchResult:
-    from nas.study.candidate import SearchContext, evaluate_candidate, load_data, make_evaluator
-    from nas.study.config import TrainBudget
-    from nas.study.pareto import _front, study_summary, usable_trials
+    import numpy as np
+
+    from nas.experiments.retrain import FinalJob, run_final_jobs
+    from nas.study.pareto import study_summary
+    from nas.study.runner import open_study
     from search_spaces.presets import get_preset
-    from search_spaces.spec import ArchSpec
 
     t0 = time.perf_counter()
-    studies, finished_before = run_searches(cfg)
-    result = RealSearchResult(cfg, reused={"searches": finished_before, "final_models": 0})
-    usable = []
-    for space, (scfg, study) in studies.items():
-        result.studies[space] = study_summary(study, scfg)
-        usable += usable_trials(study, scfg)
-    picks = _spread(_front(usable), cfg.picks)
+    result = RealSearchResult(cfg)
+    plan: list[tuple[str, str, str, Any, dict[str, Any]]] = []  # (target, arm or "preset", name, spec, extra)
+    for target in cfg.targets:
+        budgets = result.budgets[target] = target_budgets(cfg, target)
+        preset = get_preset(target)
+        plan.append((target, "preset", target, preset, {}))
+        for arm in cfg.arms(target):
+            scfg = cfg.study_config(target, arm, budgets)
+            timing = run_timed_search(scfg, cfg.search_minutes)
+            study = open_study(scfg)
+            result.studies[f"{target}/{arm}"] = {**study_summary(study, scfg), **timing, "sampler": scfg.sampler,
+                                                 "objectives": list(scfg.objectives)}
+            from nas.study.runner import make_space
 
-    base = cfg.study_config(cfg.spaces[0])
-    final = base.replace(budgets={}, train=TrainBudget(epochs=cfg.final_epochs, time_s=cfg.final_time_s))
-    todo: list[tuple[str, str, ArchSpec, dict[str, Any]]] = []
-    for row in picks:
-        spec = ArchSpec.from_dict(row.figures["spec"])
-        todo.append((f"{spec.family}-trial{row.trial}", "search", spec, {"search_val_accuracy":
-                                                                          row.figures.get("int8_val_accuracy")}))
-    ctx = None
-    for name in cfg.presets:
-        todo.append((name, "preset", get_preset(name), {}))
-    for name, kind, spec, extra in todo:
-        folder = out_dir / "final" / name
-        cached = folder / "figures.json"
-        key = [spec.digest(), cfg.final_epochs, cfg.final_time_s, cfg.seed, cfg.data, cfg.split_rule, cfg.board]
-        fig = json.loads(cached.read_text()) if cached.is_file() else None
-        if fig is not None and fig.get("final_key") == key:
-            result.reused["final_models"] += 1
-        else:
-            if ctx is None:
-                ctx = SearchContext(final, load_data(final), make_evaluator(final))
-            log.info("final training: %s", name)
-            fig = evaluate_candidate(spec.with_classes(ctx.data.num_classes), ctx, 0, folder)
-            fig["final_key"] = key
-            folder.mkdir(parents=True, exist_ok=True)
-            cached.write_text(json.dumps(fig, indent=2, default=str) + "\n")
-        result.rows.append({"model": name, "kind": kind, **extra, **{k: fig.get(k) for k in (
-            "int8_test_accuracy", "float_val_accuracy", "int8_val_accuracy", "flash_bytes", "ram_bytes",
-            "latency_ms", "latency_kind", "instructions", "macs", "params", "train_time_s", "fits_board")}})
-    found = [r for r in result.rows if r["kind"] == "search"]
-    budgets = cfg.budgets
-    for preset in (r for r in result.rows if r["kind"] == "preset"):
-        within = all(preset.get(k, 0) <= v for k, v in budgets.items() if k in preset)
-        beaten_by = [r["model"] for r in found if _dominates(r, preset)]
-        better_acc = [r["model"] for r in found if r["int8_test_accuracy"] > preset["int8_test_accuracy"]]
-        cheaper = [{"model": r["model"], "accuracy_points": 100 * (r["int8_test_accuracy"] -
-                                                                    preset["int8_test_accuracy"]),
-                    **{f"{k.split('_')[0]}_ratio": r[k] / preset[k] for k in ("flash_bytes", "ram_bytes", "latency_ms")}}
-                   for r in found if r["model"] not in beaten_by and all(
-                       r[k] <= preset[k] for k in ("flash_bytes", "ram_bytes", "latency_ms"))]
-        result.verdicts.append({"preset": preset["model"], "within_budget": within, "dominated_by": beaten_by,
-                                "more_accurate": better_acc, "cheaper_but_less_accurate": cheaper})
+            exclude = {make_space(scfg).presets()[target].digest()} if target in make_space(scfg).presets() else set()
+            for t in best_trials(study, scfg, cfg.picks, exclude):
+                name = f"{target}-{arm}-trial{t.number}"
+                plan.append((target, arm, name, t.user_attrs["spec"], {
+                    "search_int8_val_accuracy": t.user_attrs["int8_val_accuracy"], "trial": t.number,
+                    "seeded_from": t.user_attrs.get("seeded_from")}))
+    jobs = []
+    for _, _, name, spec, _ in plan:
+        spec_json = json.dumps(spec) if isinstance(spec, dict) else spec.to_json()
+        for seed in cfg.final_seeds:
+            jobs.append(FinalJob(name, spec_json, seed, cfg.final_epochs, str(out_dir / "final" / f"{name}-s{seed}"),
+                                 cfg.setting()))
+    figs = run_final_jobs(jobs, cfg.workers)
+    correct = {}
+    for target, arm, name, _, extra in plan:
+        per_seed = [figs[name, s] for s in cfg.final_seeds]
+        result.models[name] = _summarise(name, "preset" if arm == "preset" else arm, per_seed,
+                                         {"target": target, **extra})
+        correct[name] = np.array([f["test_correct"] for f in per_seed])
+    for target in cfg.targets:
+        for arm in cfg.arms(target):
+            picks = [m for m in result.models.values() if m["target"] == target and m["kind"] == arm]
+            if not picks:
+                result.verdicts.append({"target": target, "arm": arm, "pick": None, "verdict": "no pick",
+                                        "why": "the search trained no candidate within the budgets"})
+                continue
+            chosen = max(picks, key=lambda m: (m["int8_val_mean"], -m["latency_ms"]))
+            chosen["chosen"] = True
+            result.verdicts.append({"arm": arm, **verdict(chosen, result.models[target], correct)})
     result.wall_time_s = time.perf_counter() - t0
     return result
-
-
-def render_markdown(result: RealSearchResult, command: str) -> str:
-    cfg = result.config
-    lines = ["# A search on real speech under a Cortex-M4 budget", "", f"Command: `{command}`  ",
-             f"Data: `{cfg.data}` ({cfg.split_rule}); search on train/validation, figures below on **test**. "
-             f"Board {cfg.board} ({cfg.evaluator}); budgets " + ", ".join(f"{k} ≤ {v:,.0f}" for k, v in
-                                                                            cfg.budgets.items()) +
-             f". Search: {cfg.sampler}, {cfg.trials} trained trials per space ({', '.join(cfg.spaces)}), "
-             f"{cfg.search_epochs} epochs / {cfg.search_time_s:.0f} s each. Final training for picks and presets "
-             f"alike: {cfg.final_epochs} epochs or {cfg.final_time_s:.0f} s. Wall time of this invocation "
-             f"{result.wall_time_s / 60:.1f} min" + _reuse_note(result) + ".", ""]
-    for space, s in result.studies.items():
-        lines.append(f"- {space}: {s['trials']} trials ({s['trained']} trained, {s['feasible']} within budget), "
-                     f"Pareto front {s['pareto_size']}")
-    lines += ["", "| model | kind | int8 test % | flash B | RAM B | latency ms (est.) | MACs | params |",
-              "|---|---|---|---|---|---|---|---|"]
-    for r in result.rows:
-        lines.append(f"| {r['model']} | {r['kind']} | {100 * r['int8_test_accuracy']:.2f} | {r['flash_bytes']:,} | "
-                     f"{r['ram_bytes']:,} | {r['latency_ms']:.1f} | {r['macs']:,} | {r['params']:,} |")
-    lines += ["", "## Where the search beat the presets, and where it did not", ""]
-    for v in result.verdicts:
-        if v["dominated_by"]:
-            text = f"beaten: {', '.join(v['dominated_by'])} is at least as accurate with no more flash, RAM and latency"
-        elif v["more_accurate"]:
-            text = (f"not dominated: {', '.join(v['more_accurate'])} is more accurate but costs more flash, RAM "
-                    "or latency")
-        else:
-            text = "not beaten: no search pick is as accurate"
-        budget = "" if v["within_budget"] else " (the preset itself breaks the budget)"
-        cheaper = v.get("cheaper_but_less_accurate") or []
-        if cheaper:
-            text += "; cheaper on flash, RAM and latency at once: " + ", ".join(
-                f"{c['model']} ({c['accuracy_points']:+.1f} points; latency {c['latency_ratio']:.2f}×, flash "
-                f"{c['flash_ratio']:.2f}×, RAM {c['ram_ratio']:.2f}×)" for c in cheaper)
-        lines.append(f"- **{v['preset']}**{budget}: {text}.")
-    return "\n".join(lines) + "\n"
-
-
-def _reuse_note(result: RealSearchResult) -> str:
-    r = result.reused
-    parts = []
-    if r.get("searches"):
-        parts.append(f"the {' and '.join(r['searches'])} search{'es' if len(r['searches']) > 1 else ''}")
-    if r.get("final_models"):
-        parts.append(f"{r['final_models']} of {len(result.rows)} final models")
-    return f" ({' and '.join(parts)} reused from an earlier run of the same command)" if parts else ""
-
-
-def write_outputs(result: RealSearchResult, out_dir: Path, command: str) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    md, js = out_dir / "table.md", out_dir / "table.json"
-    md.write_text(render_markdown(result, command))
-    js.write_text(json.dumps({"command": command, "config": result.config.to_dict(), "studies": result.studies,
-                              "rows": result.rows, "verdicts": result.verdicts,
-                              "wall_time_s": result.wall_time_s, "reused": result.reused}, indent=2, default=str) + "\n")
-    paths = [md, js]
-    for key, label in (("flash_bytes", "flash, KiB"), ("latency_ms", "latency, ms (estimated)")):
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        for kind, marker in (("search", "o"), ("preset", "s")):
-            rows = [r for r in result.rows if r["kind"] == kind]
-            xs = [r[key] / (1024 if key == "flash_bytes" else 1) for r in rows]
-            ys = [100 * r["int8_test_accuracy"] for r in rows]
-            ax.scatter(xs, ys, marker=marker, label="search picks" if kind == "search" else "presets")
-            for r, x, y in zip(rows, xs, ys, strict=True):
-                ax.annotate(r["model"], (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        ax.set_xscale("log")
-        ax.set_xlabel(f"{label} on {result.config.board}")
-        ax.set_ylabel("int8 test accuracy, %")
-        ax.grid(alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        path = out_dir / f"test_accuracy_vs_{key.split('_')[0]}.png"
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        paths.append(path)
-    return paths

@@ -1,17 +1,19 @@
-"""One search candidate, hardware first: estimate -> measure an untrained int8 build -> (if within the
-budgets) train -> quantize -> measure the trained model.
+"""One search candidate, hardware first: estimate -> static check -> measure an untrained int8 build ->
+(if within the budgets) train -> quantize -> measure the trained model.
 
 A candidate's flash, RAM and latency do not depend on its trained weights, so the board is asked first,
 on the spec's int8 graph with fixed random weights (seed 0: the same spec gives the same bytes, so the
-measurement cache answers repeats). Over-budget candidates are returned with their figures and
-``trained = False``; they never cost a training run.
+measurement cache answers repeats). Before that, the free static check (`nas.study.static_check`) refuses
+candidates that certainly break a budget (``static_reject``: never measured). Over-budget candidates are
+returned with their figures and ``trained = False``; they never cost a training run.
 
 `CandidateFigures` is a flat JSON-ready dict (what a trial stores in its user attributes)::
 
     spec_digest, macs, params, peak_activation_bytes            static estimate
     flash_bytes, ram_bytes, latency_ms, latency_kind, counter,  hardware (measured or estimated)
     instructions, cycles, output_match, hw_evaluator, board
-    trained, float_val_accuracy, int8_val_accuracy, int8_test_accuracy, error, train_time_s, steps
+    trained, float_val_accuracy, int8_val_accuracy, int8_test_accuracy, error, train_time_s, steps,
+    epochs_trained, stop_reason, stopped_at_epoch (successive halving), static_reject (a reason)
     checkpoint, tflite                                           artifact paths
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +31,7 @@ import numpy as np
 from hardware.measure import Evaluator, Measurement
 from hardware.tflite_io import write_tflite
 from nas.export.quantize import quantize_checkpoint
-from nas.models import build_model
+from nas.models.probe import probe_folded
 from nas.quant.float_graph import float_graph
 from nas.quant.ptq import calibrate, quantize_graph
 from nas.study.config import SearchConfig
@@ -83,7 +86,7 @@ def probe_tflite(spec: ArchSpec, data: TrainData) -> bytes:
     feats = data.features("validation", spec.frontend)[:PROBE_CALIBRATION_CLIPS]
     if len(feats) == 0:
         feats = np.zeros((1, *spec.frontend.feature_shape), np.float32)
-    fg = float_graph(spec, build_model(spec, 0).folded())
+    fg = float_graph(spec, probe_folded(spec, 0))
     return write_tflite(quantize_graph(fg, calibrate(fg, feats, clip_percent=0)))
 
 
@@ -111,8 +114,15 @@ def hardware_figures(m: Measurement) -> dict[str, Any]:
     }
 
 
-def evaluate_candidate(spec: ArchSpec, ctx: SearchContext, trial_number: int, out_dir: Path) -> dict[str, Any]:
-    """All figures of ``spec`` (see the module docstring); trains only candidates within the budgets."""
+def evaluate_candidate(spec: ArchSpec, ctx: SearchContext, trial_number: int, out_dir: Path, *,
+                       on_measured: Callable[[dict[str, Any]], None] | None = None,
+                       after_eval: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+    """All figures of ``spec`` (see the module docstring); trains only candidates within the budgets.
+
+    ``on_measured(figures)`` is called once the untrained build is measured and fits, before training;
+    ``after_eval`` goes to `nas.train.train` (successive halving stops a run there: the figures then say
+    ``stopped_at_epoch`` and hold the float validation accuracy reached, nothing quantized or re-measured).
+    """
     cfg = ctx.cfg
     est = estimate(spec)
     fig: dict[str, Any] = {"spec_digest": spec.digest(), "macs": est.macs, "params": est.params,
@@ -120,15 +130,30 @@ def evaluate_candidate(spec: ArchSpec, ctx: SearchContext, trial_number: int, ou
     static = {k: v for k, v in cfg.budgets.items() if k in ("macs", "params")}
     if any(v > 0 for v in constraint_values(static, fig).values()):
         return fig  # over a static budget: not even worth a measurement
+    if cfg.static_filter:
+        from nas.study.static_check import StaticCheck
+
+        reason = StaticCheck.of(cfg).reason(spec)
+        if reason is not None:
+            fig["static_reject"] = reason  # certainly over a budget: never measured
+            return fig
     t0 = time.perf_counter()
     fig.update(hardware_figures(ctx.evaluator.measure(probe_tflite(spec, ctx.data), ctx.board)))
     fig["probe_s"] = time.perf_counter() - t0
     if not fig["fits_board"] or any(v > 0 for v in constraint_values(cfg.budgets, fig).values()):
         return fig
+    if on_measured is not None:
+        on_measured(dict(fig))
 
     tcfg = cfg.train.train_config(cfg.seed, trial_number)
     ckpt = out_dir / "checkpoint"
-    result = train(spec, ctx.data, tcfg, out_dir=ckpt)
+    result = train(spec, ctx.data, tcfg, out_dir=ckpt, after_eval=after_eval)
+    fig.update({"trained": True, "train_time_s": result.wall_time_s, "steps": result.steps,
+                "epochs_trained": result.epochs, "stop_reason": result.stop_reason, "checkpoint": str(ckpt),
+                "float_val_accuracy": result.val_accuracy})
+    if result.stop_reason == "stopped":
+        fig["stopped_at_epoch"] = result.epochs
+        return fig
     report = quantize_checkpoint(ckpt, out_dir / "export", ctx.data, measure_arena=False, seed=cfg.seed)
     tflite = out_dir / "export" / "model_int8.tflite"
     final = hardware_figures(ctx.evaluator.measure(tflite.read_bytes(), ctx.board))
@@ -136,15 +161,11 @@ def evaluate_candidate(spec: ArchSpec, ctx: SearchContext, trial_number: int, ou
         raise CandidateError(f"the board's int8 outputs differ from the golden reference for {spec.name}")
     fig.update(final)
     fig.update({
-        "trained": True,
         "float_val_accuracy": report.float_val_accuracy,
         "int8_val_accuracy": report.int8_val_accuracy,
         "int8_test_accuracy": report.int8_test_accuracy,
         "error": 1.0 - report.int8_val_accuracy,
         "int8_tflite_bytes": report.int8_tflite_bytes,
-        "train_time_s": result.wall_time_s,
-        "steps": result.steps,
-        "checkpoint": str(ckpt),
         "tflite": str(tflite),
     })
     return fig

@@ -27,20 +27,40 @@ from typing import Any
 
 from nas.study.objectives import BUDGET_KEYS, OBJECTIVES
 
-SAMPLERS = ("tpe", "nsga2", "nsga3", "gp", "random")
+SAMPLERS = ("tpe", "evolution", "nsga2", "nsga3", "gp", "random")
 EVALUATORS = ("emulator", "analytic", "serial")
 
 
 @dataclass(frozen=True)
 class TrainBudget:
-    """A search trial's training: short on purpose (the Pareto picks are retrained at export)."""
+    """A search trial's training, in epochs or steps: the same trial computes the same on any machine.
+
+    With ``min_epochs`` the search is multi-fidelity (successive halving, `nas.study.fidelity`): every
+    trained candidate runs ``min_epochs``, and only the best 1/``reduction_factor`` of those that reached a
+    rung go on to the next (``min_epochs`` x factor, ... up to ``epochs``), each on the schedule of the full
+    ``epochs``, so a candidate that goes the whole way is trained exactly as one that never stopped.
+    """
 
     epochs: int | None = 6  # DS-CNN-S on the default corpus: validation ranks settle after ~5 epochs
     steps: int | None = None
-    time_s: float | None = 90.0  # a cap per trial on 2 cores, compile included
+    time_s: float | None = None  # a wall-clock cap per trial: a safety net only, off unless asked
     fraction: float = 1.0
     lr: float = 5e-3
     batch_size: int = 100
+    min_epochs: int | None = None  # the first rung of successive halving; None: every candidate runs `epochs`
+    reduction_factor: int = 3  # Hyperband's and ASHA's usual eta: keep the best third at each rung
+
+    def __post_init__(self) -> None:
+        if self.min_epochs is not None:
+            if isinstance(self.min_epochs, bool) or not isinstance(self.min_epochs, int) or self.min_epochs <= 0:
+                raise ValueError(f"[train] min_epochs must be a positive integer, got {self.min_epochs!r}")
+            if self.epochs is None or self.steps is not None or self.min_epochs >= self.epochs:
+                raise ValueError("[train] min_epochs (successive halving) needs an epoch budget larger than it "
+                                 f"and no step budget (epochs {self.epochs}, steps {self.steps}, min_epochs "
+                                 f"{self.min_epochs})")
+        if isinstance(self.reduction_factor, bool) or not isinstance(self.reduction_factor, int) \
+                or self.reduction_factor < 2:
+            raise ValueError(f"[train] reduction_factor must be an integer >= 2, got {self.reduction_factor!r}")
 
     def train_config(self, seed: int, trial: int = 0) -> Any:
         """The `nas.train.TrainConfig` of one trial (its checks are the budget's checks)."""
@@ -67,7 +87,14 @@ class SearchConfig:
     flash: str | None = None  # real boards: "pyocd", "pyocd:TARGET" or a command with {elf}/{bin}/{hex}
     objectives: tuple[str, ...] = ("error", "flash_bytes", "ram_bytes", "latency")
     budgets: dict[str, float] = field(default_factory=dict)  # e.g. {"flash_bytes": 262144, "latency_ms": 50}
+    # Budgets from a reference: "PRESET" or a spec .json (its measured flash, RAM and latency on the board),
+    # or "board" (the board's flash and RAM). Resolved once, when the study is created (`resolve_budgets`);
+    # explicit [budgets] win over it.
+    budget_from: str | None = None
     sampler: str = "tpe"
+    warm_start: bool = True  # queue the space's presets that fit the budgets as the first trials
+    seed_archs: tuple[str, ...] = ()  # more first trials: preset names or spec .json files (nas search --seed-arch)
+    static_filter: bool = True  # candidates the free static estimates put over a budget are never measured
     trials: int | None = 20
     time_limit_s: float | None = None
     workers: int = 1  # processes on this machine (two single-threaded trainers beat one two-threaded)
@@ -96,6 +123,9 @@ class SearchConfig:
             raise ValueError("a search needs a number of trials or a time limit")
         if self.trials is not None and self.trials <= 0 or self.workers <= 0:
             raise ValueError("trials and workers must be positive")
+        if self.train.min_epochs is not None and "error" not in self.objectives:
+            raise ValueError("successive halving ([train] min_epochs) ranks candidates by accuracy: add the "
+                             "'error' objective")
         if self.time_limit_s is not None and not self.time_limit_s > 0:
             raise ValueError(f"the time limit must be positive seconds, got {self.time_limit_s}")
         self.train.train_config(self.seed)  # refuses a budget every trial would fail on, before the search
@@ -122,6 +152,7 @@ class SearchConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["objectives"] = list(self.objectives)
+        d["seed_archs"] = list(self.seed_archs)
         return d
 
     @classmethod
@@ -138,8 +169,9 @@ class SearchConfig:
                 if set(t) - tk:
                     raise ValueError(f"unknown [train] setting(s) {sorted(set(t) - tk)}")
                 d["train"] = TrainBudget(**t)
-        if "objectives" in d:
-            d["objectives"] = tuple(d["objectives"])
+        for key in ("objectives", "seed_archs"):
+            if key in d and d[key] is not None:
+                d[key] = (d[key],) if isinstance(d[key], str) else tuple(d[key])
         if "budgets" in d:
             d["budgets"] = dict(d["budgets"])
         return cls(**d)

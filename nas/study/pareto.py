@@ -128,7 +128,13 @@ def study_summary(study: optuna.Study, cfg: SearchConfig) -> dict[str, Any]:
         "complete": len(complete),
         "failed": sum(t.state == TrialState.FAIL for t in trials),
         "running": sum(t.state == TrialState.RUNNING for t in trials),
-        "trained": sum(bool(t.user_attrs.get("trained")) for t in complete),
+        "pruned": sum(t.state == TrialState.PRUNED for t in trials),  # stopped at a rung of successive halving
+        # candidates the static check put over a budget: trials it refused (any sampler) plus the ones the
+        # evolution sampler refused before they became trials
+        "refused": sum("static_reject" in t.user_attrs for t in complete)
+        + sum((t.system_attrs.get("kwsnas:evolution") or {}).get("refused", 0) for t in trials),
+        "trained": sum(bool(t.user_attrs.get("trained")) for t in trials
+                       if t.state in (TrialState.COMPLETE, TrialState.PRUNED)),
         "feasible": len(usable),
         "pareto_size": len(_front(usable)),
         "hypervolume": hv,

@@ -27,7 +27,7 @@ from typing import Any
 import optuna
 from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from nas.study.config import SearchConfig
 
@@ -74,8 +74,26 @@ def _make_storage(url: str) -> optuna.storages.BaseStorage:
     return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S, heartbeat_stale_trial_callback=retry)
 
 
-def make_sampler(name: str, seed: int, n_objectives: int) -> optuna.samplers.BaseSampler:
-    """Optuna's sampler by name; constraints reach every sampler through `trial.set_constraint`."""
+def make_space(cfg: SearchConfig) -> Any:
+    """The search space of a config, for its label protocol's number of classes."""
+    from nas.data.protocol import get_protocol
+    from search_spaces import get_space
+
+    kwargs = {"frontend": cfg.frontend} if cfg.frontend else {}
+    return get_space(cfg.space, num_classes=get_protocol(cfg.protocol).num_classes,
+                     tune_frontend=cfg.tune_frontend, **kwargs)
+
+
+def make_sampler(cfg: SearchConfig, seed: int) -> optuna.samplers.BaseSampler:
+    """The config's sampler: Optuna's by name, or `EvolutionSampler`; constraints reach every sampler
+    through `trial.set_constraint`."""
+    name = cfg.sampler
+    if name == "evolution":
+        from nas.study.evolution import EvolutionSampler
+        from nas.study.static_check import StaticCheck
+
+        accept = StaticCheck.of(cfg) if cfg.static_filter else None
+        return EvolutionSampler(make_space(cfg), trial_fitness(cfg), accept, seed=cfg.seed)
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True)
     if name == "nsga2":
@@ -152,8 +170,7 @@ def open_study(cfg: SearchConfig, storage: optuna.storages.BaseStorage | None = 
     preflight(cfg)
     storage = storage or make_storage(cfg.storage_url)
     study = optuna.create_study(study_name=cfg.name, storage=storage, load_if_exists=True,
-                                directions=["minimize"] * len(cfg.objectives),
-                                sampler=make_sampler(cfg.sampler, cfg.seed, len(cfg.objectives)))
+                                directions=["minimize"] * len(cfg.objectives), sampler=make_sampler(cfg, cfg.seed))
     saved = study.user_attrs.get(CONFIG_ATTR)
     if saved is None:
         study.set_user_attr(CONFIG_ATTR, cfg.to_dict())
@@ -175,7 +192,7 @@ def load_study(name: str, storage_url: str) -> tuple[optuna.Study, SearchConfig]
     if saved is None:
         raise ValueError(f"study {name!r} in {storage_url} was not made by nas search (no config stored)")
     cfg = SearchConfig.from_dict(saved)
-    study.sampler = make_sampler(cfg.sampler, cfg.seed + os.getpid(), len(cfg.objectives))  # workers differ
+    study.sampler = make_sampler(cfg, cfg.seed + os.getpid())  # workers differ (evolution seeds by trial number)
     return study, cfg
 
 
@@ -192,17 +209,24 @@ def recover_abandoned(study: optuna.Study) -> int:
     return n
 
 
-MAX_TOTAL_FACTOR = 10  # give up after 10x the target in completed trials: the budgets are (nearly) unreachable
+MAX_TOTAL_FACTOR = 10  # give up after 10x the target in measured trials: the budgets are (nearly) unreachable
+MAX_REFUSED_FACTOR = 50  # ... or after 50x in trials the static check refused (each costs milliseconds)
+
+
+def _trained(t: FrozenTrial) -> bool:
+    return bool(t.user_attrs.get("trained"))
 
 
 def target_reached(study: optuna.Study, cfg: SearchConfig) -> bool:
-    """``cfg.trials`` counts *trained* candidates (over-budget ones cost a measurement, not a training run);
-    a study stops anyway after `MAX_TOTAL_FACTOR` x that many completed trials."""
+    """``cfg.trials`` counts *trained* candidates, those stopped early by successive halving included
+    (over-budget ones cost a measurement, not a training run); a study stops anyway after
+    `MAX_TOTAL_FACTOR` x that many measured trials, or `MAX_REFUSED_FACTOR` x that many refused ones."""
     if cfg.trials is None:
         return False
-    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))  # one read of the storage
-    n_trained = sum(bool(t.user_attrs.get("trained")) for t in done)
-    return n_trained >= cfg.trials or len(done) >= MAX_TOTAL_FACTOR * cfg.trials
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))  # one storage read
+    refused = sum("static_reject" in t.user_attrs for t in done)
+    return (sum(map(_trained, done)) >= cfg.trials or len(done) - refused >= MAX_TOTAL_FACTOR * cfg.trials
+            or refused >= MAX_REFUSED_FACTOR * cfg.trials)
 
 
 class StopAtTarget:
@@ -216,18 +240,43 @@ class StopAtTarget:
             study.stop()
 
 
-def make_objective(cfg: SearchConfig, ctx) -> Any:
-    """The Optuna objective: sample a spec, evaluate it hardware first, store every figure."""
-    from nas.study.candidate import evaluate_candidate
-    from nas.study.objectives import constraint_values, objective_values
-    from search_spaces import get_space
+def trial_fitness(cfg: SearchConfig) -> Any:
+    """The evolution sampler's view of a trial: for a trained trial within the budgets, its objective
+    values at each fidelity it reached (epochs -> values to minimise; the error from the best validation
+    accuracy by each rung of successive halving, and from the int8 validation accuracy at the full
+    budget), else None."""
+    from nas.study.fidelity import RUNG_ATTR
+    from nas.study.objectives import OBJECTIVES, is_feasible
 
-    kwargs = {"frontend": cfg.frontend} if cfg.frontend else {}
-    space = get_space(cfg.space, num_classes=ctx.data.num_classes, tune_frontend=cfg.tune_frontend, **kwargs)
+    def fitness(t: FrozenTrial) -> dict[float, tuple[float, ...]] | None:
+        a = t.user_attrs
+        if not a.get("trained") or not is_feasible(cfg.budgets, a):
+            return None
+        costs = {o: float(a.get(OBJECTIVES[o], math.inf)) for o in cfg.objectives if o != "error"}
+        out = {float(e): tuple(1.0 - acc if o == "error" else costs[o] for o in cfg.objectives)
+               for e, acc in (a.get(RUNG_ATTR) or {}).items()}
+        if t.state == TrialState.COMPLETE and t.values is not None:
+            out[float(a.get("epochs_trained", 0.0))] = tuple(t.values)
+        return out or None
+
+    return fitness
+
+
+def make_objective(cfg: SearchConfig, ctx) -> Any:
+    """The Optuna objective: sample a spec, evaluate it hardware first (successive halving when the
+    config asks), store every figure."""
+    from nas.study.candidate import evaluate_candidate
+    from nas.study.fidelity import Halving, rung_epochs
+    from nas.study.objectives import constraint_values, objective_values
+
+    space = make_space(cfg)
+    rungs = rung_epochs(cfg.train.min_epochs, cfg.train.epochs, cfg.train.reduction_factor)
 
     def objective(trial: optuna.Trial) -> list[float]:
         try:
             return _objective(trial)
+        except optuna.TrialPruned:
+            raise
         except Exception as e:  # recorded with the trial; Optuna marks it FAIL and the study goes on
             trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}"[:2000])
             raise
@@ -235,15 +284,28 @@ def make_objective(cfg: SearchConfig, ctx) -> Any:
     def _objective(trial: optuna.Trial) -> list[float]:
         spec = space.sample(trial)
         trial.set_user_attr("spec", json.loads(spec.to_json()))
+        trial.set_user_attr("spec_digest", spec.digest())
         out = cfg.run_dir / "trials" / f"{trial.number:05d}"
-        figures = evaluate_candidate(spec, ctx, trial.number, out)
+        halving = None
+
+        def measured(fig: dict[str, Any]) -> None:
+            nonlocal halving
+            for key, value in fig.items():  # peers at a rung compare with these (several objectives)
+                trial.set_user_attr(key, value)
+            if rungs:
+                halving = Halving(trial.study, trial, rungs, cfg.train.reduction_factor, cfg.objectives, fig)
+
+        figures = evaluate_candidate(spec, ctx, trial.number, out, on_measured=measured,
+                                     after_eval=lambda entry: halving is not None and halving(entry))
+        for key, value in figures.items():
+            trial.set_user_attr(key, value)
+        if figures.get("stopped_at_epoch") is not None:
+            raise optuna.TrialPruned(f"stopped at epoch {figures['stopped_at_epoch']:g} by successive halving")
         if not figures["trained"]:
             figures["error"] = 1.0  # never trained: the worst error, and the constraints say why
         for key in ("flash_bytes", "ram_bytes", "latency_ms"):
             if figures.get(key) is None:
                 figures[key] = math.inf
-        for key, value in figures.items():
-            trial.set_user_attr(key, value)
         for key, value in constraint_values(cfg.budgets, figures).items():
             trial.set_constraint(key, value)
         return objective_values(cfg.objectives, figures)
@@ -251,15 +313,51 @@ def make_objective(cfg: SearchConfig, ctx) -> Any:
     return objective
 
 
+def start_search(cfg: SearchConfig, storage: optuna.storages.BaseStorage | None = None) -> tuple[
+        SearchConfig, optuna.Study, Any, list[Any]]:
+    """What the process that launches a search does once: check the machine, turn ``budget_from`` into
+    budgets, create (or load) the study, recover a journal's abandoned trials, queue the seeds.
+
+    Returns the config with its budgets resolved, the study, the search context it loaded (data and
+    evaluator, for a worker in this process; None when nothing needed it) and the seed outcomes.
+    """
+    import dataclasses
+
+    from nas.study.candidate import SearchContext, hardware_figures, load_data, make_evaluator, probe_tflite
+    from nas.study.seeds import queue_seeds, resolve_budgets
+
+    preflight(cfg)
+    ctx = None
+    if cfg.budget_from is not None or cfg.warm_start or cfg.seed_archs:
+        ctx = SearchContext(cfg, load_data(cfg), make_evaluator(cfg))
+
+    def measure(spec: Any) -> dict[str, Any]:
+        return hardware_figures(ctx.evaluator.measure(probe_tflite(spec, ctx.data), cfg.board))
+
+    space = make_space(cfg)
+    cfg = resolve_budgets(cfg, measure, space.num_classes)
+    if ctx is not None:
+        ctx = dataclasses.replace(ctx, cfg=cfg)
+    study = open_study(cfg, storage)
+    if cfg.storage_url.startswith("journal:") and storage is None:
+        n = recover_abandoned(study)
+        if n:
+            log.info("%d trial(s) left running by a stopped search: marked failed and queued again", n)
+    outcomes = queue_seeds(study, cfg, space, measure if ctx is not None else None)
+    return cfg, study, ctx, outcomes
+
+
 def run_worker(cfg: SearchConfig, study: optuna.Study, n_trials: int | None = None,
-               callbacks: list | None = None) -> None:
-    """Run trials in this process until `target_reached` (or the time limit)."""
+               callbacks: list | None = None, ctx: Any = None) -> None:
+    """Run trials in this process until `target_reached` (or the time limit); ``ctx`` reuses the data
+    and evaluator `start_search` loaded."""
     from nas.study.candidate import SearchContext, load_data, make_evaluator
 
     if target_reached(study, cfg):  # before loading any data: a finished study has nothing to do
         return
     preflight(cfg)
-    ctx = SearchContext(cfg, load_data(cfg), make_evaluator(cfg))
+    if ctx is None:
+        ctx = SearchContext(cfg, load_data(cfg), make_evaluator(cfg))
     failures = StopOnFailures()
     cbs = [*(callbacks or []), StopAtTarget(cfg), failures]
     study.optimize(make_objective(cfg, ctx), n_trials=n_trials, timeout=cfg.time_limit_s, callbacks=cbs,
@@ -270,8 +368,9 @@ def run_worker(cfg: SearchConfig, study: optuna.Study, n_trials: int | None = No
                             f"nas pareto --study {cfg.name} shows the rest)")
 
 
-def spawn_workers(cfg: SearchConfig, n: int) -> list[subprocess.Popen]:
-    """``n`` single-threaded worker processes, pinned one per core where there are enough cores."""
+def spawn_workers(cfg: SearchConfig, n: int, new_session: bool = False) -> list[subprocess.Popen]:
+    """``n`` single-threaded worker processes, pinned one per core where there are enough cores
+    (``new_session``: each leads its own process group, so it can be stopped with its emulators)."""
     procs = []
     cores = os.cpu_count() or 1
     for i in range(n):
@@ -279,5 +378,5 @@ def spawn_workers(cfg: SearchConfig, n: int) -> list[subprocess.Popen]:
                "--threads", "1"]
         if n <= cores:
             cmd += ["--cpu", str(i)]
-        procs.append(subprocess.Popen(cmd, stdin=subprocess.DEVNULL))
+        procs.append(subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=new_session))
     return procs

@@ -1,8 +1,9 @@
 """`TrainConfig`: every number of one training run, frozen, with a JSON round trip.
 
-The same config drives a full training and a budgeted search trial; only the budget differs. A budget
-is any combination of ``epochs``, ``max_steps`` and ``time_budget_s`` (at least one); the run stops at
-the first one reached. Randomness comes from ``(seed, trial)`` alone: the model's initial weights, the
+The same config drives a full training and a budgeted search trial; only the budget differs. The budget
+is ``epochs`` and/or ``max_steps`` (at least one; the run stops at the first reached, and the learning-rate
+schedule is sized by it). ``time_budget_s`` is only a wall-clock safety net: it never changes the
+schedule, it can only stop a run early (its result then says ``stop_reason == "time"``). Randomness comes from ``(seed, trial)`` alone: the model's initial weights, the
 epoch permutations and every augmentation draw.
 """
 
@@ -24,7 +25,7 @@ class TrainConfig:
     # ~30-40 epochs (measured); the reference's 30k steps at batch 100 are ~80 epochs of Speech Commands.
     epochs: int | None = 30
     max_steps: int | None = None
-    time_budget_s: float | None = None  # wall clock from the start of `train` (compile and evaluations count)
+    time_budget_s: float | None = None  # a cap in wall-clock seconds after the first (compiling) step; None: off
     train_fraction: float = 1.0  # a seeded, class-stratified subset of the training split (search budgets)
     # AdamW, linear warm-up then cosine decay to 0 over the budget.
     # 2-minute DS-CNN-S runs on the default corpus: 1e-3 < 3e-3 <= 5e-3 ~ 1e-2 (val/test); 1e-2 is riskier for
@@ -52,8 +53,9 @@ class TrainConfig:
         positive_int("batch_size")
         for name in ("epochs", "max_steps", "eval_every_steps", "patience_evals"):
             positive_int(name, optional=True)
-        if self.epochs is None and self.max_steps is None and self.time_budget_s is None:
-            raise ValueError("TrainConfig needs a budget: epochs, max_steps and/or time_budget_s")
+        if self.epochs is None and self.max_steps is None:
+            raise ValueError("TrainConfig needs a budget in epochs and/or max_steps (a wall-clock cap alone would "
+                             "make the result depend on the machine's speed)")
         if self.time_budget_s is not None and not (_number(self.time_budget_s) and self.time_budget_s > 0):
             raise ValueError(f"TrainConfig.time_budget_s must be > 0 seconds, got {self.time_budget_s!r}")
         if not (_number(self.train_fraction) and 0 < self.train_fraction <= 1):

@@ -1,7 +1,9 @@
 """`train(spec, data, cfg)`: the one training loop of full runs and search trials alike.
 
-It keeps the best model by validation accuracy (not the last), stops at the first budget reached or on
-early stopping, evaluates the best model on the test split, and returns a `TrainResult`. With
+It keeps the best model by validation accuracy (not the last), stops at the end of its epoch or step
+budget (the learning-rate schedule is sized by it, so the same config and seed compute the same on any
+machine), at an optional wall-clock cap (a safety net: it only cuts the run short, and says so), on
+early stopping or when ``after_eval`` asks, evaluates the best model on the test split, and returns a `TrainResult`. With
 ``out_dir`` the best model is checkpointed whenever it changes and ``history.json`` follows every
 evaluation. A NaN or infinite loss raises `TrainingDiverged`, which carries the history and the best
 model so far (already checkpointed): nothing is lost.
@@ -29,20 +31,11 @@ from nas.train.checkpoint import save_checkpoint
 from nas.train.config import TrainConfig
 from nas.train.data import TrainData, epoch_batches, host_batch
 from nas.train.evaluate import EvalReport, evaluate
-from nas.train.state import (
-    StepSettings,
-    create_train_state,
-    model_seed,
-    warmup_steps_for,
-    with_schedule,
-)
+from nas.train.state import StepSettings, create_train_state, model_seed
 from nas.train.step import make_train_step
 from search_spaces.spec import ArchSpec
 
 log = logging.getLogger(__name__)
-
-_CALIBRATION_STEPS = 5  # under a time budget alone: steps timed (after the compiling one) to size the schedule
-_UNSIZED_STEPS = 10**6  # the schedule's length until then (the first few steps barely move the weights)
 
 
 def _all_finite(tree: Any) -> bool:
@@ -68,7 +61,7 @@ class TrainProgress:
     """What a progress display needs after each step (compute here, render in the CLI)."""
 
     step: int
-    total_steps: int  # the schedule's length: exact for step/epoch budgets, an estimate under a time budget
+    total_steps: int  # the schedule's length (from the epoch or step budget)
     epoch: float
     loss: float
     val_accuracy: float | None  # the latest evaluation
@@ -85,7 +78,7 @@ class TrainResult:
     best_step: int
     steps: int
     epochs: float
-    stop_reason: str  # max_steps | epochs | time | early_stop
+    stop_reason: str  # max_steps | epochs | time (the wall-clock cap) | early_stop | stopped (after_eval)
     wall_time_s: float
     compile_time_s: float  # the first step, which compiles (or reuses a compiled step)
     samples_per_s: float  # training throughput after the first step, evaluations excluded
@@ -135,8 +128,14 @@ def _check_compatible(spec: ArchSpec, data: TrainData) -> None:
 
 
 def train(spec: ArchSpec, data: TrainData, cfg: TrainConfig | None = None, out_dir: Path | str | None = None,
-          progress: Callable[[TrainProgress], None] | None = None) -> TrainResult:
-    """Train ``spec`` on ``data`` under ``cfg`` (default `TrainConfig()`); see the module docstring."""
+          progress: Callable[[TrainProgress], None] | None = None,
+          after_eval: Callable[[dict[str, Any]], bool] | None = None) -> TrainResult:
+    """Train ``spec`` on ``data`` under ``cfg`` (default `TrainConfig()`); see the module docstring.
+
+    ``after_eval(entry)`` is called after every evaluation with its history entry (``step``, ``epoch``,
+    ``val_accuracy``, ``best_val_accuracy``); returning True stops training there (``stop_reason
+    "stopped"``): a search's successive halving stops candidates that way at its rungs.
+    """
     t_start = time.perf_counter()
     cfg = cfg if cfg is not None else TrainConfig()
     _check_compatible(spec, data)
@@ -146,16 +145,16 @@ def train(spec: ArchSpec, data: TrainData, cfg: TrainConfig | None = None, out_d
     if batch_size < cfg.batch_size:
         log.warning("only %d training items: batch size %d instead of %d", len(indices), batch_size, cfg.batch_size)
     steps_per_epoch = len(indices) // batch_size
-    epoch_cap = cfg.epochs * steps_per_epoch if cfg.epochs else math.inf
-    step_cap = min(cfg.max_steps or math.inf, epoch_cap)
-    timed = cfg.time_budget_s is not None  # the schedule is then sized by timing the first steps
+    # The schedule is sized by the step or epoch budget alone, so a run computes the same on any machine;
+    # the wall-clock cap (time_budget_s) can only cut it short, and the result says so (stop_reason "time").
+    total_steps = min(cfg.max_steps or math.inf, cfg.epochs * steps_per_epoch if cfg.epochs else math.inf)
+    assert total_steps != math.inf  # TrainConfig requires epochs or max_steps
+    total_steps = int(total_steps)
     eval_every = cfg.eval_every_steps or steps_per_epoch
 
     graphdef, params, stats = split_model(build_model(spec, model_seed(cfg.seed, cfg.trial)))
     settings = StepSettings.of(spec.frontend, cfg)
-    total_steps = int(step_cap) if step_cap != math.inf else _UNSIZED_STEPS
     state = create_train_state(params, stats, settings, cfg, total_steps)
-    warmup_steps = int(state.warmup_steps)
     train_step = make_train_step(graphdef, settings, data.device_noise())
     val_x, val_y = data.features("validation", spec.frontend), data.validation.labels
 
@@ -168,7 +167,7 @@ def train(spec: ArchSpec, data: TrainData, cfg: TrainConfig | None = None, out_d
     loss_n = 0
     last_lr = math.nan
     eval_time_s = compile_time_s = 0.0
-    t_after_first = None
+    t_after_first = None  # the wall-clock cap counts from here: compiling the step is not training
     latest_val = None
     stop_reason = None
 
@@ -192,8 +191,8 @@ def train(spec: ArchSpec, data: TrainData, cfg: TrainConfig | None = None, out_d
             progress(TrainProgress(at, total_steps, at / steps_per_epoch, loss,
                                    latest_val, best and best["val_accuracy"], time.perf_counter() - t_start))
 
-    def run_eval() -> bool:
-        """Evaluate on validation, keep the best; return True when early stopping says stop."""
+    def run_eval() -> str | None:
+        """Evaluate on validation, keep the best; return a stop reason (early stopping, ``after_eval``)."""
         nonlocal best, evals_since_best, loss_sum, acc_sum, loss_n, latest_val, eval_time_s, grad_norm_max
         settle()
         if not _all_finite((state.params, state.batch_stats)):  # the last update can poison the weights
@@ -223,19 +222,28 @@ def train(spec: ArchSpec, data: TrainData, cfg: TrainConfig | None = None, out_d
                                  "data": data.source()})
         else:
             evals_since_best += 1
+        entry["best_val_accuracy"] = best["val_accuracy"]
         if out_dir is not None:
             atomic_write_json(out_dir / "history.json", {"history": history})
         eval_time_s += time.perf_counter() - t0
-        return cfg.patience_evals is not None and evals_since_best >= cfg.patience_evals
+        if cfg.patience_evals is not None and evals_since_best >= cfg.patience_evals:
+            return "early_stop"
+        if after_eval is not None and after_eval(dict(entry)):
+            return "stopped"
+        return None
 
     epoch = 0
     while stop_reason is None:
         for index in epoch_batches(indices, batch_size, cfg.seed, cfg.trial, epoch):
-            if step >= step_cap:
+            if step >= total_steps:
                 stop_reason = "max_steps" if cfg.max_steps and step >= cfg.max_steps else "epochs"
                 break
-            if cfg.time_budget_s is not None and time.perf_counter() - t_start >= cfg.time_budget_s:
+            if (cfg.time_budget_s is not None and t_after_first is not None
+                    and time.perf_counter() - t_after_first >= cfg.time_budget_s):
                 stop_reason = "time"
+                log.warning("%s: the %.0f s wall-clock cap stopped training at step %d of %d: this result depends "
+                            "on the machine's speed (budget in epochs or steps for a reproducible one)",
+                            spec.name, cfg.time_budget_s, step, total_steps)
                 break
             t0 = time.perf_counter()
             state, metrics = train_step(state, host_batch(data.train, index))
@@ -246,18 +254,10 @@ def train(spec: ArchSpec, data: TrainData, cfg: TrainConfig | None = None, out_d
                 settle()  # the first step compiles: wait for it, to time it apart
                 compile_time_s = time.perf_counter() - t0
                 t_after_first = time.perf_counter()
-            if timed and step == 1 + _CALIBRATION_STEPS:
-                settle()
-                total_steps = min(step_cap, _steps_in_budget(cfg.time_budget_s, step, t_start, t_after_first))
-                warmup_steps = warmup_steps_for(total_steps, cfg.warmup_fraction)
-                state = with_schedule(state, total_steps, warmup_steps)
             if step % eval_every == 0:
-                if run_eval():
-                    stop_reason = "early_stop"
+                stop_reason = run_eval()
+                if stop_reason is not None:
                     break
-                if timed and step > 1 + _CALIBRATION_STEPS:  # re-estimate: evaluations take time too
-                    total_steps = min(step_cap, _steps_in_budget(cfg.time_budget_s, step, t_start, t_after_first))
-                    state = with_schedule(state, total_steps, warmup_steps)
         epoch += 1
 
     settle()
@@ -288,10 +288,3 @@ def train(spec: ArchSpec, data: TrainData, cfg: TrainConfig | None = None, out_d
              stop_reason)
     return result
 
-
-def _steps_in_budget(budget_s: float, step: int, t_start: float, t_after_first: float) -> int:
-    """The step count at which the time budget will run out, at the mean pace since the first step
-    (evaluations included)."""
-    now = time.perf_counter()
-    per_step_s = (now - t_after_first) / max(step - 1, 1)
-    return step + int(max(budget_s - (now - t_start), 0.0) / per_step_s)

@@ -1,0 +1,148 @@
+"""Final trainings: one architecture, one seed, the same recipe for search picks and presets alike.
+
+    jobs = [FinalJob("ds-cnn-s", spec, seed, epochs, folder, setting) for ...]
+    results = run_final_jobs(jobs, workers=2)      # cached per job; independent jobs two at a time
+
+A job trains ``spec`` for ``epochs`` (budget in epochs, no wall-clock cap: the same job gives the same
+figures on any machine) with ``TrainConfig(seed=seed, trial=0)``, quantizes it (PTQ), measures the int8
+model on the board and records the int8 predictions on the validation and test clips (the paired
+comparison needs them clip by clip). Its figures are written to ``folder/figures.json`` with a key of
+everything they depend on; a job whose file holds the same key is not run again, so a stopped
+experiment resumes where it was. Jobs run in ``workers`` single-threaded processes (two such trainers
+beat one two-threaded on 2 cores, GUIDE §3).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FinalJob:
+    name: str  # the model's label in tables (a preset name, or "<space>-trial<N>")
+    spec_json: str
+    seed: int
+    epochs: int
+    folder: str
+    setting: dict[str, Any]  # a SearchConfig's dict: data, split rule, noise, protocol, board, evaluator
+
+    def key(self) -> list[Any]:
+        from search_spaces import ArchSpec
+
+        s = self.setting
+        return [ArchSpec.from_json(self.spec_json).digest(), self.seed, self.epochs, s["data"], s["split_rule"],
+                s["noise"], s["protocol"], s["board"], s["evaluator"], "final-2"]
+
+    @property
+    def figures_path(self) -> Path:
+        return Path(self.folder) / "figures.json"
+
+    def cached(self) -> dict[str, Any] | None:
+        try:
+            fig = json.loads(self.figures_path.read_text())
+        except (OSError, ValueError):
+            return None
+        return fig if fig.get("final_key") == self.key() else None
+
+
+_DATA: dict[str, Any] = {}  # per worker process: the data and evaluator, loaded once
+
+
+def _context(setting: dict[str, Any]) -> Any:
+    from nas.study.candidate import SearchContext, load_data, make_evaluator
+    from nas.study.config import SearchConfig
+
+    key = json.dumps(setting, sort_keys=True)
+    if key not in _DATA:
+        cfg = SearchConfig.from_dict(setting)
+        _DATA.clear()
+        _DATA[key] = SearchContext(cfg, load_data(cfg), make_evaluator(cfg))
+    return _DATA[key]
+
+
+def run_final_job(job: FinalJob) -> dict[str, Any]:
+    """Train, quantize, measure and score one job (in this process); writes and returns its figures."""
+    import numpy as np
+
+    from hardware import read_tflite
+    from nas.cache import atomic_write_json
+    from nas.export.quantize import quantize_checkpoint
+    from nas.quant.ptq import run_int8
+    from nas.study.candidate import hardware_figures
+    from nas.train import TrainConfig, train
+    from search_spaces import ArchSpec
+    from search_spaces.estimate import estimate
+
+    ctx = _context(job.setting)
+    data = ctx.data
+    spec = ArchSpec.from_json(job.spec_json).with_classes(data.num_classes)
+    folder = Path(job.folder)
+    result = train(spec, data, TrainConfig(epochs=job.epochs, seed=job.seed, trial=0), out_dir=folder / "checkpoint")
+    report = quantize_checkpoint(folder / "checkpoint", folder / "export", data, measure_arena=False, seed=job.seed)
+    tflite = (folder / "export" / "model_int8.tflite").read_bytes()
+    hw = hardware_figures(ctx.evaluator.measure(tflite, ctx.cfg.board))
+    if hw["output_match"] is False:
+        raise RuntimeError(f"{job.name} seed {job.seed}: the board's int8 outputs differ from the golden reference")
+    graph = read_tflite(tflite)
+    predictions = {split: run_int8(graph, data.features(split, spec.frontend)).argmax(axis=1)
+                   for split in ("validation", "test")}
+    labels = {"validation": data.validation.labels, "test": data.test.labels}
+    correct = {split: (predictions[split] == labels[split]).astype(int) for split in predictions}
+    est = estimate(spec)
+    fig = {
+        "final_key": job.key(), "model": job.name, "seed": job.seed, "epochs": job.epochs,
+        "spec_digest": spec.digest(), "spec": json.loads(spec.to_json()),
+        "float_val_accuracy": result.val_accuracy, "int8_val_accuracy": report.int8_val_accuracy,
+        "int8_test_accuracy": report.int8_test_accuracy, "train_time_s": result.wall_time_s,
+        "stop_reason": result.stop_reason, "macs": est.macs, "params": est.params, **hw,
+        "val_correct": correct["validation"].tolist(), "test_correct": correct["test"].tolist(),
+    }
+    assert np.isclose(np.mean(correct["test"]), report.int8_test_accuracy)  # the same int8 model, scored twice
+    atomic_write_json(job.figures_path, fig)
+    return fig
+
+
+def _single_threaded() -> None:
+    from nas import runtime
+
+    runtime.configure_threads(1)  # before this worker imports JAX
+
+
+def run_final_jobs(jobs: list[FinalJob], workers: int = 2,
+                   progress: Callable[[str], None] | None = None) -> dict[tuple[str, int], dict[str, Any]]:
+    """Every job's figures by (name, seed): from its cache, or run (``workers`` at a time)."""
+    out: dict[tuple[str, int], dict[str, Any]] = {}
+    todo = []
+    for job in jobs:
+        fig = job.cached()
+        if fig is not None:
+            out[job.name, job.seed] = fig
+        else:
+            todo.append(job)
+    if not todo:
+        return out
+    say = progress or (lambda msg: log.info("%s", msg))
+    say(f"final trainings: {len(todo)} to run ({len(out)} reused), {workers} at a time")
+    if workers <= 1 or len(todo) == 1:
+        for job in todo:
+            out[job.name, job.seed] = run_final_job(job)
+            say(f"final training done: {job.name} seed {job.seed}")
+        return out
+    ctx = multiprocessing.get_context("spawn")  # fresh interpreters: XLA's thread flags before JAX starts
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_single_threaded) as pool:
+        futures = {pool.submit(run_final_job, job): job for job in todo}
+        for f in as_completed(futures):
+            job = futures[f]
+            out[job.name, job.seed] = f.result()
+            say(f"final training done: {job.name} seed {job.seed} "
+                f"(int8 test {100 * out[job.name, job.seed]['int8_test_accuracy']:.2f} %)")
+    return out
