@@ -318,3 +318,21 @@ def test_cli_train_end_to_end(tiny_data, spec, tmp_path, monkeypatch, capsys):
 
     assert main(["train", "--arch", "no-such-net", "--data", str(tiny_data.root), "--steps", "1"]) == 2
     assert "unknown architecture" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="counts Linux memory maps")
+def test_a_long_lived_worker_does_not_accumulate_compiled_programs(tiny_data):
+    """Each architecture compiles its own programs; a search worker trains hundreds. Without releasing
+    them a worker hit vm.max_map_count after ~50 real candidates and died (SIGSEGV in LLVM)."""
+    from nas.runtime import release_compiled
+
+    def maps_after(width: int) -> int:
+        wider = ArchSpec("w", "ds-cnn", get_frontend("hello-edge"),
+                         (Conv(width, (10, 4), (2, 2)), DSConv(width), GlobalAvgPool()), 12)
+        train(wider, tiny_data, BASE.replace(max_steps=2, eval_every_steps=2))
+        release_compiled()
+        return sum(1 for _ in open("/proc/self/maps"))
+
+    first = maps_after(4)
+    later = [maps_after(w) for w in (6, 10, 12)]
+    assert max(later) <= first + 20, (first, later)  # without the release: +~100 maps per architecture here

@@ -76,6 +76,7 @@ def run_final_job(job: FinalJob) -> dict[str, Any]:
     from hardware import read_tflite
     from nas.cache import atomic_write_json
     from nas.export.quantize import quantize_checkpoint
+    from nas.runtime import release_compiled
     from nas.quant.ptq import run_int8
     from nas.study.candidate import hardware_figures
     from nas.train import TrainConfig, train
@@ -108,6 +109,7 @@ def run_final_job(job: FinalJob) -> dict[str, Any]:
     }
     assert np.isclose(np.mean(correct["test"]), report.int8_test_accuracy)  # the same int8 model, scored twice
     atomic_write_json(job.figures_path, fig)
+    release_compiled()  # one pool worker trains many models
     return fig
 
 

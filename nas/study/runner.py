@@ -267,6 +267,7 @@ def make_objective(cfg: SearchConfig, ctx) -> Any:
     config asks), store every figure."""
     from nas.study.candidate import evaluate_candidate
     from nas.study.fidelity import Halving, rung_epochs
+    from nas.runtime import release_compiled
     from nas.study.objectives import constraint_values, objective_values
 
     space = make_space(cfg)
@@ -280,6 +281,8 @@ def make_objective(cfg: SearchConfig, ctx) -> Any:
         except Exception as e:  # recorded with the trial; Optuna marks it FAIL and the study goes on
             trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}"[:2000])
             raise
+        finally:
+            release_compiled()  # a worker lives for hundreds of candidates (see its docstring)
 
     def _objective(trial: optuna.Trial) -> list[float]:
         spec = space.sample(trial)
