@@ -265,9 +265,9 @@ def trial_fitness(cfg: SearchConfig) -> Any:
 def make_objective(cfg: SearchConfig, ctx) -> Any:
     """The Optuna objective: sample a spec, evaluate it hardware first (successive halving when the
     config asks), store every figure."""
+    from nas.runtime import release_compiled
     from nas.study.candidate import evaluate_candidate
     from nas.study.fidelity import Halving, rung_epochs
-    from nas.runtime import release_compiled
     from nas.study.objectives import constraint_values, objective_values
 
     space = make_space(cfg)
