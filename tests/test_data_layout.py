@@ -82,13 +82,18 @@ def test_cli_info_reports_exact_test_set_counts(sc_test_set):
 
 
 def test_cli_info_counts_a_bad_clip_and_goes_on(tiny_corpus):
+    before = sum(1 for _ in tiny_corpus.rglob("*.wav")) - 1  # less the background noise file
     (tiny_corpus / "yes" / "deadbeef_nohash_0.wav").write_bytes(b"not a wav at all")
     write_wav(tiny_corpus / "no" / "deadbeef_nohash_1.wav", [0.1] * 100, sample_rate_hz=8000)
     out = subprocess.run([sys.executable, "-m", "nas", "data", "info", str(tiny_corpus), "--json"],
                          capture_output=True, text=True, check=True)
-    bad = {b["path"].split("/")[-1]: b["reason"] for b in json.loads(out.stdout)["bad_clips"]}
-    assert "not a PCM WAV" in bad["deadbeef_nohash_0.wav"]
-    assert "8000 Hz" in bad["deadbeef_nohash_1.wav"]
+    info = json.loads(out.stdout)
+    bad = {b["path"].split("/")[-1]: b["reason"] for b in info["bad_clips"]}
+    assert list(bad) == ["deadbeef_nohash_0.wav"] and "not a WAV file" in bad["deadbeef_nohash_0.wav"]
+    # the 8 kHz clip is read (converted); the damaged one is in no count
+    assert info["clips"] == before + 1 and info["converted"] == {"clips": 1, "formats": {
+        "8000 Hz 16-bit PCM, 1 channel(s)": 1}}
+    assert sum(s["clips"] for s in info["splits"].values()) == before + 1
 
 
 def test_cli_missing_path_is_one_clear_line(tmp_path):

@@ -57,7 +57,7 @@ def test_bad_experiment_inputs_are_named(tmp_path: Path, capsys: pytest.CaptureF
     assert nas_main(["experiment", "seed-frameworks", "--presets", "dnn-xl", "--out", str(tmp_path)]) == 2
     assert "unknown preset 'dnn-xl'" in capsys.readouterr().err
     assert nas_main(["experiment", "seed-frameworks", "--protocols", "35", "--out", str(tmp_path)]) == 2
-    assert "protocols must be" in capsys.readouterr().err
+    assert "unknown label protocol '35'" in capsys.readouterr().err
     assert nas_main(["experiment", "seed-frameworks", "--reference", "nope.tflite", "--out", str(tmp_path)]) == 2
     assert "nope.tflite" in capsys.readouterr().err
 

@@ -1,4 +1,5 @@
-"""Every unusable clip is a BadClipError naming the file and the cause."""
+"""Any common WAV format reads as 16 kHz mono int16; every unusable clip is a BadClipError naming the file
+and the cause."""
 
 from __future__ import annotations
 
@@ -31,13 +32,57 @@ def test_real_clip(sc_test_set):
     assert x.dtype == np.int16 and len(x) == 16000 and np.abs(x).max() > 1000
 
 
+def _pcm_bytes(x: np.ndarray, width: int) -> bytes:
+    """Little-endian PCM of float samples in [-1, 1) at 8/16/24/32 bits (8-bit WAV is unsigned)."""
+    if width == 1:
+        return np.clip(np.round(x * 128 + 128), 0, 255).astype(np.uint8).tobytes()
+    full = np.clip(np.round(x * 2.0 ** (8 * width - 1)), -(2 ** (8 * width - 1)), 2 ** (8 * width - 1) - 1)
+    return b"".join(int(v).to_bytes(width, "little", signed=True) for v in full.astype(np.int64).ravel())
+
+
+def _write_any(path, x: np.ndarray, rate: int, fmt: str):
+    """``x``: float [frames] or [frames, channels]; ``fmt``: pcm8/16/24/32 or float32/64."""
+    from scipy.io import wavfile
+
+    if fmt.startswith("float"):
+        wavfile.write(path, rate, x.astype(fmt))
+        return path
+    width = int(fmt[3:]) // 8
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1 if x.ndim == 1 else x.shape[1])
+        w.setsampwidth(width)
+        w.setframerate(rate)
+        w.writeframes(_pcm_bytes(x, width))
+    return path
+
+
+@pytest.mark.parametrize("rate", [8000, 11025, 16000, 22050, 44100, 48000])
+@pytest.mark.parametrize("fmt", ["pcm8", "pcm16", "pcm24", "pcm32", "float32", "float64"])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_any_common_format_reads_as_16k_mono_int16(tmp_path, rate, fmt, channels):
+    seconds, hz, amp = 0.25, 440.0, 0.5
+    t = np.arange(round(seconds * rate)) / rate
+    tone = amp * np.sin(2 * np.pi * hz * t)
+    x = tone if channels == 1 else np.stack([tone, tone], axis=1)  # both channels agree: the mix is the tone
+    y = read_wav(_write_any(tmp_path / "c.wav", x, rate, fmt))
+    assert y.dtype == np.int16 and len(y) == round(seconds * 16000)
+    ideal = amp * 32768 * np.sin(2 * np.pi * hz * np.arange(len(y)) / 16000)
+    inner = slice(200, -200)  # the resampling filter's edges
+    err = np.abs(y[inner] - ideal[inner]).max()
+    assert err < (300 if fmt == "pcm8" else 40), err  # 8-bit: its own quantization step is 256
+
+
+def test_stereo_is_the_average_of_its_channels(tmp_path):
+    left = np.full(1600, 0.5)
+    y = read_wav(_write_any(tmp_path / "s.wav", np.stack([left, -0.25 * np.ones(1600)], axis=1), 16000, "pcm16"))
+    assert np.all(y == round(0.125 * 32768))
+
+
 @pytest.mark.parametrize("make,needle", [
-    (lambda p: p.write_bytes(b"RIFF\x00\x00"), "not a PCM WAV"),
-    (lambda p: p.write_bytes(b"ID3 this is an mp3"), "not a PCM WAV"),
-    (lambda p: p.write_bytes(b""), "not a PCM WAV"),
-    (lambda p: _wav(p, channels=2), "2 channels"),
-    (lambda p: _wav(p, rate=44100), "44100 Hz"),
-    (lambda p: _wav(p, width=1), "8-bit"),
+    (lambda p: p.write_bytes(b"RIFF\x00\x00"), "not a WAV file"),
+    (lambda p: p.write_bytes(b"ID3 this is an mp3"), "not a WAV file"),
+    (lambda p: p.write_bytes(b""), "not a WAV file"),
+    (lambda p: _wav(p, rate=100), "100 Hz"),
     (lambda p: _wav(p, frames=0), "no samples"),
 ])
 def test_bad_clips_are_named(tmp_path, make, needle):

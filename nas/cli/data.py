@@ -59,7 +59,8 @@ def render_info(info: dict[str, Any]) -> str:
         f"layout   {info['layout']}   split rule {info['split_rule']}"
         f"{'   (official lists present)' if info['official_split_lists'] else ''}",
         f"clips    {info['clips']}   speakers {info['speakers']}"
-        + (f"   duration {info['duration_s'] / 60:.1f} min" if info["duration_s"] is not None else ""),
+        + (f"   duration {info['duration_s'] / 60:.1f} min (mean {info['mean_duration_s']:.2f} s)"
+           if info.get("mean_duration_s") is not None else ""),
         "",
         f"{'class':<12}{'total':>8}" + "".join(f"{s:>12}" for s in splits),
     ]
@@ -67,6 +68,14 @@ def render_info(info: dict[str, Any]) -> str:
         lines.append(f"{cls:<12}{n:>8}" + "".join(f"{info['splits'][s]['classes'].get(cls, 0):>12}" for s in splits))
     lines.append(f"{'all':<12}{info['clips']:>8}" + "".join(f"{info['splits'][s]['clips']:>12}" for s in splits))
     lines.append(f"{'speakers':<12}{info['speakers']:>8}" + "".join(f"{info['splits'][s]['speakers']:>12}" for s in splits))
+    if info.get("converted", {}).get("clips"):
+        conv = info["converted"]
+        lines.append("")
+        lines.append(f"converted to 16 kHz mono 16-bit on load: {conv['clips']} clip(s) ("
+                     + ", ".join(f"{n} x {fmt}" for fmt, n in conv["formats"].items()) + ")")
+    if info.get("padded") or info.get("cropped"):
+        lines.append(f"fitted to 1 s: {info['padded']} padded, {info['cropped']} cropped"
+                     f" (mean duration {info['mean_duration_s']:.2f} s)")
     if info["noise_files"]:
         lines.append("")
         lines.append("background noise: " + ", ".join(
@@ -74,6 +83,8 @@ def render_info(info: dict[str, Any]) -> str:
             for n in info["noise_files"]))
     if info["bad_clips"]:
         lines.append("")
-        lines.append(f"{len(info['bad_clips'])} bad clip(s):")
+        lines.append(f"{len(info['bad_clips'])} bad clip(s), skipped and left out of the counts above:")
         lines += [f"  {b['path']}: {b['reason']}" for b in info["bad_clips"][:20]]
+    for warning in info.get("warnings", []):
+        lines += ["", f"WARNING: {warning}"]
     return "\n".join(lines)

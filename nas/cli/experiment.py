@@ -28,6 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a board to measure on (repeatable; default: mps2-an386 and mps2-an500)")
     s.add_argument("--presets", help="comma list (default: the seed's eight models and ei-conv1d)")
     s.add_argument("--protocols", help="comma list of 10 and/or 12 (default both)")
+    s.add_argument("--protocol", action="append", metavar="10|12|W1,W2,...",
+                   help="a label protocol, your own word list included (repeatable; replaces --protocols)")
     s.add_argument("--epochs", type=int)
     s.add_argument("--time-s", dest="time_s", type=float, help="a wall-clock cap per model (a safety net; the "
                    "schedule follows --epochs)")
@@ -44,6 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--data")
     r.add_argument("--split-rule", dest="split_rule", choices=SPLIT_RULES)
     r.add_argument("--noise", help="background-noise folder ('' for none)")
+    r.add_argument("--protocol", help="12 (standard), 10 (keywords only) or your words w1,w2,... (default 12)")
     r.add_argument("--board")
     r.add_argument("--evaluator", choices=("emulator", "analytic", "serial"))
     r.add_argument("--targets", help="comma list of presets whose budgets the search must beat them under")
@@ -80,7 +83,7 @@ def _seed_frameworks(args: argparse.Namespace) -> int:
         if not Path(ref).is_file() and not Path(ref.rpartition(":")[0]).is_file():
             raise FileNotFoundError(f"--reference {ref}: no such .tflite file")
     cfg = load_seed_config(args.config, data=args.data, split_rule=args.split_rule, noise=args.noise,
-                           boards=args.boards, presets=_split(args.presets), protocols=_split(args.protocols),
+                           boards=args.boards, presets=_split(args.presets), protocols=tuple(args.protocol) if args.protocol else _split(args.protocols),
                            epochs=args.epochs, time_s=args.time_s, seed=args.seed,
                            references=tuple(args.reference) or None)
     out = args.out or Path("results") / f"seed-frameworks-{Path(cfg.data).name}"
@@ -108,6 +111,7 @@ def _real_speech_search(args: argparse.Namespace) -> int:
 
     seeds = _split(args.final_seeds)
     cfg = load_real_search_config(args.config, data=args.data, split_rule=args.split_rule, noise=args.noise,
+                                  protocol=args.protocol,
                                   board=args.board, evaluator=args.evaluator, targets=_split(args.targets),
                                   spaces=_split(args.spaces), controls=_split(args.controls),
                                   search_minutes=args.search_minutes, workers=args.workers,

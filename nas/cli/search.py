@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nas.data.layout import SPLIT_RULES
 from nas.study.config import SAMPLERS
 
 log = logging.getLogger(__name__)
@@ -21,8 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", help="study name (folder under runs/)")
     p.add_argument("--space", help="search space: ds-cnn, micronet, dnn, cnn")
     p.add_argument("--data", help="a Speech Commands-style folder, or 'default'")
-    p.add_argument("--split-rule", dest="split_rule")
+    p.add_argument("--split-rule", dest="split_rule", choices=SPLIT_RULES)
     p.add_argument("--noise")
+    p.add_argument("--protocol", help="12 (standard), 10 (keywords only) or your words w1,w2,... (default 12)")
     p.add_argument("--board", help="board name (nas boards)")
     p.add_argument("--evaluator", choices=("emulator", "analytic", "serial"))
     p.add_argument("--port", help="pyserial URL of a real board (--evaluator serial)")
@@ -140,7 +142,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
     objectives = None if args.objectives is None else tuple(o.strip() for o in args.objectives.split(",") if o.strip())
     return load_config(args.config, name=args.name, space=args.space, data=args.data, split_rule=args.split_rule,
-                       noise=args.noise, board=args.board, evaluator=args.evaluator, port=args.port, flash=args.flash,
+                       protocol=args.protocol, noise=args.noise, board=args.board, evaluator=args.evaluator, port=args.port, flash=args.flash,
                        objectives=objectives, budgets=_budgets(args.budget), budget_from=args.budget_from,
                        sampler=args.sampler, seed_archs=tuple(args.seed_archs) if args.seed_archs else None,
                        warm_start=args.warm_start, static_filter=args.static_filter,

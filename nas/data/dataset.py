@@ -1,7 +1,8 @@
 """Decoded splits of a corpus under a protocol, cached on disk.
 
 `load_split` turns (corpus, protocol, split, seed) into int16 audio [N, clip_samples], labels and a
-silence mask. Bad clips are skipped, counted and named (never fatal). Silence items are rendered from
+silence mask. Clips of any WAV format are converted to 16 kHz mono int16 and counted; bad clips are
+skipped, counted and named (never fatal). Silence items are rendered from
 background noise with a seeded generator (the training step re-renders them with fresh noise).
 Decoded audio is cached under the user cache dir, keyed by the clip files' (path, size, mtime) and the
 arguments, so a second run reads one ``.npy`` instead of thousands of WAV files.
@@ -20,12 +21,12 @@ from nas.cache import atomic_save_npy, atomic_write_json, cache_dir, digest_of
 from nas.data.augment import load_noise_bank
 from nas.data.layout import Corpus
 from nas.data.protocol import Example, LabelProtocol, build_split
-from nas.data.wav import BadClipError, fit_length, read_wav
+from nas.data.wav import BadClipError, fit_length, read_wav_converted
 
 log = logging.getLogger(__name__)
 
 # Bump when decoding or silence rendering changes, so old cache entries are not reused.
-_DATASET_VERSION = 1
+_DATASET_VERSION = 2  # 2: any WAV format, converted to 16 kHz mono
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,9 @@ class SplitData:
     skipped: tuple[tuple[str, str], ...]  # (clip path, reason) of every clip that could not be used
     key: str  # content key: decoded audio and everything derived from it are cached under it
     labels_names: tuple[str, ...]
+    converted: int = 0  # clips read from another rate, width, encoding or channel count
+    padded: int = 0  # clips shorter than clip_samples (zero-padded at the end)
+    cropped: int = 0  # clips longer than clip_samples (cut at the end)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -79,11 +83,13 @@ def load_split(corpus: Corpus, protocol: LabelProtocol, split: str, seed: int = 
             skipped=tuple(tuple(s) for s in meta["skipped"]),
             key=key,
             labels_names=tuple(meta["labels_names"]),
+            converted=meta["converted"], padded=meta["padded"], cropped=meta["cropped"],
         )
 
     bank = None
     rng = np.random.default_rng([seed, 0x5173, {"train": 0, "validation": 1, "test": 2}.get(split, 3)])
     rows, labels, silence, paths, skipped = [], [], [], [], []
+    counts = {"converted": 0, "padded": 0, "cropped": 0}
     for ex in examples:
         if ex.rel_path is None:
             if bank is None:
@@ -96,24 +102,30 @@ def load_split(corpus: Corpus, protocol: LabelProtocol, split: str, seed: int = 
             silence.append(True)
         else:
             try:
-                rows.append(fit_length(read_wav(corpus.root / ex.rel_path), clip_samples))
+                samples, info = read_wav_converted(corpus.root / ex.rel_path)
             except BadClipError as e:
                 log.warning("skipping clip: %s", e)
                 skipped.append((str(e.path), e.reason))
                 continue
+            counts["converted"] += not info.is_native()
+            counts["padded"] += len(samples) < clip_samples
+            counts["cropped"] += len(samples) > clip_samples
+            rows.append(fit_length(samples, clip_samples))
             silence.append(False)
         labels.append(ex.label)
         paths.append(ex.rel_path)
+    if counts["converted"]:
+        log.info("%s/%s: converted %d clip(s) to 16 kHz mono 16-bit", corpus.root, split, counts["converted"])
     if skipped:
         log.warning("%s/%s: skipped %d bad clip(s) of %d", corpus.root, split, len(skipped), len(examples))
     audio = np.stack(rows) if rows else np.zeros((0, clip_samples), np.int16)
     data = SplitData(audio, np.asarray(labels, np.int32), np.asarray(silence, bool), tuple(paths),
-                     tuple(skipped), key, protocol.labels)
+                     tuple(skipped), key, protocol.labels, **counts)
     if use_cache:
         atomic_save_npy(cdir / f"{key}.npy", audio)
         atomic_write_json(cdir / f"{key}.json", {
             "labels": data.labels.tolist(), "silence": data.silence.tolist(), "rel_paths": list(paths),
             "skipped": [list(s) for s in skipped], "labels_names": list(protocol.labels),
-            "root": str(corpus.root), "split": split,
+            "root": str(corpus.root), "split": split, **counts,
         })
     return data

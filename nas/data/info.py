@@ -2,40 +2,51 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from typing import Any
 
 from nas.data.labels import SILENCE
 from nas.data.layout import Corpus
 from nas.data.split import SPLITS
-from nas.data.wav import BadClipError, read_wav_info
+from nas.data.wav import SAMPLE_RATE_HZ, BadClipError, read_wav_info
 
 
-def corpus_info(corpus: Corpus, rule: str | None = None, read_headers: bool = True) -> dict[str, Any]:
-    """Counts of ``corpus`` under a split rule. With ``read_headers`` every WAV header is read for
-    durations and formats; an unreadable or non-16 kHz-mono-16-bit file is listed under ``bad_clips``."""
+def corpus_info(corpus: Corpus, rule: str | None = None, read_headers: bool = True,
+                clip_samples: int = 16_000) -> dict[str, Any]:
+    """Counts of ``corpus`` under a split rule. With ``read_headers`` every clip is read: a clip that
+    cannot be read is listed under ``bad_clips`` and left out of every count (the loader skips it too);
+    clips in another format are counted as converted, and short and long ones as padded and cropped to
+    ``clip_samples`` (one second at 16 kHz). ``warnings`` says what would make training meaningless."""
     rule = rule or corpus.default_split_rule()
+    durations, bad, formats = [], [], Counter()
+    padded = cropped = 0
+    usable = []
+    for clip in corpus.clips:
+        if not read_headers:
+            usable.append(clip)
+            continue
+        path = corpus.root / clip.rel_path
+        try:
+            info = read_wav_info(path)
+        except BadClipError as e:
+            bad.append({"path": str(path), "reason": e.reason})
+            continue
+        usable.append(clip)
+        durations.append(info.duration_s)
+        if not info.is_native():
+            formats[info.describe()] += 1
+        length = math.ceil(info.frames * SAMPLE_RATE_HZ / info.sample_rate_hz)  # after resampling
+        padded += length < clip_samples
+        cropped += length > clip_samples
+
     per_split_class: dict[str, Counter] = defaultdict(Counter)
     per_split_speakers: dict[str, set] = defaultdict(set)
-    for clip in corpus.clips:
+    for clip in usable:
         split = corpus.split_of(clip, rule)
         per_split_class[split][clip.folder] += 1
         if clip.word != SILENCE:  # numbered silence recordings have no speaker
             per_split_speakers[split].add(clip.speaker)
-
-    duration_s, bad = 0.0, []
-    if read_headers:
-        for clip in corpus.clips:
-            path = corpus.root / clip.rel_path
-            try:
-                info = read_wav_info(path)
-            except BadClipError as e:
-                bad.append({"path": str(path), "reason": e.reason})
-                continue
-            problem = _format_problem(info)
-            if problem:
-                bad.append({"path": str(path), "reason": problem})
-            duration_s += info.duration_s
 
     noise = []
     for path in corpus.noise_files:
@@ -44,36 +55,42 @@ def corpus_info(corpus: Corpus, rule: str | None = None, read_headers: bool = Tr
         except BadClipError as e:
             noise.append({"name": path.name, "error": e.reason})
 
-    classes = Counter(c.folder for c in corpus.clips)
+    classes = Counter(c.folder for c in usable)
+    splits = {
+        s: {
+            "clips": sum(per_split_class[s].values()),
+            "speakers": len(per_split_speakers[s]),
+            "classes": dict(sorted(per_split_class[s].items())),
+        }
+        for s in SPLITS
+    }
+    speakers = len({c.speaker for c in usable if c.word != SILENCE})
     return {
         "root": str(corpus.root),
         "layout": corpus.layout,
         "split_rule": rule,
         "official_split_lists": corpus.split_lists is not None,
-        "clips": len(corpus.clips),
+        "clips": len(usable),
         "classes": dict(sorted(classes.items())),
-        "speakers": len({c.speaker for c in corpus.clips if c.word != SILENCE}),
-        "splits": {
-            s: {
-                "clips": sum(per_split_class[s].values()),
-                "speakers": len(per_split_speakers[s]),
-                "classes": dict(sorted(per_split_class[s].items())),
-            }
-            for s in SPLITS
-        },
-        "duration_s": round(duration_s, 2) if read_headers else None,
+        "speakers": speakers,
+        "splits": splits,
+        "duration_s": round(sum(durations), 2) if read_headers else None,
+        "mean_duration_s": round(sum(durations) / len(durations), 3) if durations else None,
+        "converted": {"clips": sum(formats.values()), "formats": dict(formats.most_common())},
+        "padded": padded if read_headers else None,
+        "cropped": cropped if read_headers else None,
         "bad_clips": bad,
         "noise_files": noise,
+        "warnings": split_warnings(splits, rule, speakers),
     }
 
 
-def _format_problem(info) -> str | None:
-    if info.channels != 1:
-        return f"{info.channels} channels, expected mono"
-    if info.sample_width_bytes != 2:
-        return f"{8 * info.sample_width_bytes}-bit samples, expected 16-bit PCM"
-    if info.sample_rate_hz != 16_000:
-        return f"sample rate {info.sample_rate_hz} Hz, expected 16000 Hz"
-    if info.frames == 0:
-        return "no samples"
-    return None
+def split_warnings(splits: dict[str, dict[str, Any]], rule: str, speakers: int) -> list[str]:
+    """What makes a split unusable for training or for an honest test, and the fixes."""
+    empty = [s for s in SPLITS if splits[s]["clips"] == 0]
+    if not empty:
+        return []
+    fix = ("list clips in validation_list.txt / testing_list.txt at the corpus root (one relative path per "
+           "line, e.g. yes/alice_nohash_0.wav), or use --split-rule utterance (not speaker-disjoint)")
+    why = f" ({speakers} speaker(s): the {rule} rule puts each speaker in one split)" if rule != "utterance" else ""
+    return [f"the {s} split is empty{why}; {fix}" for s in empty]

@@ -35,7 +35,9 @@ FULL, TEST_SET = "full", "test-set"
 # Split rules: "standard" = the official lists when the corpus has them, else the hashing rule (10/10);
 # "hash" = always the hashing rule; "speaker-60-20-20" = speaker-disjoint 60/20/20 by the same hash,
 # used to train and test on the official test set alone (../shared/data/README.md).
-SPLIT_RULES = ("standard", "hash", "speaker-60-20-20")
+# "utterance" hashes each clip's path instead of its speaker (80/10/10): for corpora with too few
+# speakers for a speaker-disjoint split; the same speaker's clips then appear in several splits.
+SPLIT_RULES = ("standard", "hash", "speaker-60-20-20", "utterance")
 
 _UNKNOWN_NAME = re.compile(r"^(?P<word>[A-Za-z]+)_(?P<rest>[0-9a-fA-F]{8}_nohash_.*)$")
 _LIST_FILES = {VALIDATION: "validation_list.txt", TEST: "testing_list.txt"}
@@ -79,6 +81,8 @@ class Corpus:
             # Numbered silence recordings have no speaker: file number modulo 5 (0-2 train, 3 val, 4 test).
             number = int(re.sub(r"\D", "", clip.speaker) or 0)
             return (TRAIN, TRAIN, TRAIN, VALIDATION, TEST)[number % 5]
+        if rule == "utterance":
+            return hash_split(clip.rel_path)
         if rule == "speaker-60-20-20":
             band = OFFICIAL_TEST_BAND if self.layout == TEST_SET else (0.0, 100.0)
             return speaker_split_60_20_20(clip.speaker, band)

@@ -10,7 +10,7 @@ and is used as it is.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -71,6 +71,14 @@ def get_protocol(name_or_words: str) -> LabelProtocol:
     if len(words) < 2:
         raise ValueError(f"unknown label protocol {name_or_words!r}: use 12, 10 or a word list like yes,no,up")
     return LabelProtocol(keywords=words)
+
+
+def fit_to_corpus(protocol: LabelProtocol, corpus: Corpus) -> LabelProtocol:
+    """``protocol`` without its unknown class when ``corpus`` holds no word outside the keywords (a user's
+    own word list often covers every folder): a class with no examples would only be a wasted output."""
+    if protocol.unknown and not any(c.word not in protocol.keywords and c.word != SILENCE for c in corpus.clips):
+        return replace(protocol, unknown=False)
+    return protocol
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,16 @@
-"""Reading and writing the 16-bit mono PCM WAV clips of Speech Commands-style corpora.
+"""Reading WAV clips of any common format as the 16-bit mono PCM the front ends expect, and writing them.
 
+`read_wav` accepts 8/16/24/32-bit PCM and 32/64-bit float WAV, mono or multi-channel, at any sample rate:
+channels are averaged, the rate is converted by polyphase resampling (`scipy.signal.resample_poly`) and
+the result rounded to int16. A 16-bit mono clip already at the rate is returned untouched (bit-exact).
 Every problem with a file is a `BadClipError` that names the file and the cause, so a loader can skip
 the clip, count it and go on.
 """
 
 from __future__ import annotations
 
-import struct
+import math
+import warnings
 import wave
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +18,9 @@ from pathlib import Path
 import numpy as np
 
 SAMPLE_RATE_HZ = 16_000
+# Rates a recording can plausibly have; outside them a header field is damaged (and resampling from,
+# say, 7 Hz would build a filter with millions of taps).
+MIN_RATE_HZ, MAX_RATE_HZ = 4_000, 384_000
 
 
 class BadClipError(ValueError):
@@ -31,57 +38,114 @@ class WavInfo:
     sample_rate_hz: int
     sample_width_bytes: int
     frames: int
+    encoding: str = "pcm"  # or "float"
 
     @property
     def duration_s(self) -> float:
         return self.frames / self.sample_rate_hz if self.sample_rate_hz else 0.0
 
+    def is_native(self, sample_rate_hz: int = SAMPLE_RATE_HZ) -> bool:
+        """Already 16-bit mono PCM at ``sample_rate_hz``: read without any conversion."""
+        return (self.channels, self.sample_width_bytes, self.encoding, self.sample_rate_hz) == (
+            1, 2, "pcm", sample_rate_hz)
 
-def _open(path: Path) -> wave.Wave_read:
+    def describe(self) -> str:
+        kind = "float" if self.encoding == "float" else "PCM"
+        return f"{self.sample_rate_hz} Hz {8 * self.sample_width_bytes}-bit {kind}, {self.channels} channel(s)"
+
+
+def _load(path: Path) -> tuple[WavInfo, np.ndarray]:
+    """The header and the raw samples ([frames] or [frames, channels], the file's own dtype)."""
+    from scipy.io import wavfile
+
+    if not path.exists():
+        raise BadClipError(path, "no such file")
     try:
-        return wave.open(str(path), "rb")
-    except FileNotFoundError as e:
-        raise BadClipError(path, "no such file") from e
-    except (wave.Error, EOFError, RuntimeError, ValueError, struct.error, OverflowError) as e:
-        # the stdlib parser's own failures on a damaged header (a chunk size that seeks past the end
-        # raises a bare RuntimeError; an odd field, struct.error): all mean "not a WAV we can read"
-        raise BadClipError(path, f"not a PCM WAV file ({e or type(e).__name__})") from e
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            rate, data = wavfile.read(path)
     except OSError as e:
         raise BadClipError(path, f"cannot read ({e.strerror or e})") from e
+    except Exception as e:  # noqa: BLE001 - scipy's parser fails in many ways on a damaged header
+        raise BadClipError(path, f"not a WAV file we can read ({e or type(e).__name__})") from e
+    for w in caught:
+        text = str(w.message)
+        if "EOF" in text or "premature" in text.lower():
+            raise BadClipError(path, f"truncated: {text}")
+    data = np.asarray(data)
+    if data.ndim not in (1, 2) or (data.ndim == 2 and data.shape[1] == 0):
+        raise BadClipError(path, f"unexpected sample layout {data.shape}")
+    if data.dtype.kind == "f":
+        encoding, width = "float", data.dtype.itemsize
+    elif data.dtype in (np.uint8, np.int16, np.int32):
+        encoding, width = "pcm", data.dtype.itemsize
+        if data.dtype == np.int32 and _declared_bits(path) == 24:
+            width = 3  # scipy returns 24-bit PCM left-justified in int32
+    else:
+        raise BadClipError(path, f"unsupported sample type {data.dtype}")
+    info = WavInfo(1 if data.ndim == 1 else data.shape[1], int(rate), width, data.shape[0], encoding)
+    if not MIN_RATE_HZ <= info.sample_rate_hz <= MAX_RATE_HZ:
+        raise BadClipError(path, f"sample rate {info.sample_rate_hz} Hz (readable: {MIN_RATE_HZ}-{MAX_RATE_HZ} Hz)")
+    if info.frames == 0:
+        raise BadClipError(path, "no samples")
+    return info, data
+
+
+def _declared_bits(path: Path) -> int | None:
+    """Bits per sample from the ``fmt `` chunk (only to tell 24-bit from 32-bit PCM; both arrive as int32)."""
+    head = path.read_bytes()[:4096]
+    at = head.find(b"fmt ")
+    if at < 0 or at + 24 > len(head):
+        return None
+    return int.from_bytes(head[at + 22: at + 24], "little")
 
 
 def read_wav_info(path: Path | str) -> WavInfo:
-    """The header of a WAV file, without reading its samples."""
+    """The format of a WAV file (raises `BadClipError` exactly where `read_wav` would)."""
+    return _load(Path(path))[0]
+
+
+def _as_float(data: np.ndarray) -> np.ndarray:
+    """Samples in [-1, 1) as float64, whatever the file's integer width or float type."""
+    if data.dtype == np.uint8:
+        return (data.astype(np.float64) - 128.0) / 128.0
+    if data.dtype == np.int16:
+        return data.astype(np.float64) / 32768.0
+    if data.dtype == np.int32:
+        return data.astype(np.float64) / 2147483648.0
+    return data.astype(np.float64)
+
+
+def convert(data: np.ndarray, rate_hz: int, sample_rate_hz: int = SAMPLE_RATE_HZ) -> np.ndarray:
+    """Raw samples (any dtype, [frames] or [frames, channels]) at ``rate_hz`` -> int16 mono at ``sample_rate_hz``."""
+    x = _as_float(data)
+    if x.ndim == 2:
+        x = x.mean(axis=1)  # down-mix: the average keeps a mono clip's level when both channels agree
+    if rate_hz != sample_rate_hz:
+        from scipy.signal import resample_poly
+
+        g = math.gcd(rate_hz, sample_rate_hz)
+        x = resample_poly(x, sample_rate_hz // g, rate_hz // g)
+    return np.clip(np.round(x * 32768.0), -32768, 32767).astype(np.int16)
+
+
+def read_wav_converted(path: Path | str, sample_rate_hz: int = SAMPLE_RATE_HZ) -> tuple[np.ndarray, WavInfo]:
+    """`read_wav` and the file's own format (so a loader can count what it converted)."""
     path = Path(path)
-    with _open(path) as w:
-        return WavInfo(w.getnchannels(), w.getframerate(), w.getsampwidth(), w.getnframes())
+    info, data = _load(path)
+    if info.is_native(sample_rate_hz):
+        return data.astype(np.int16, copy=False), info
+    if not np.all(np.isfinite(data)):
+        raise BadClipError(path, "non-finite float samples")
+    return convert(data, info.sample_rate_hz, sample_rate_hz), info
 
 
 def read_wav(path: Path | str, sample_rate_hz: int = SAMPLE_RATE_HZ) -> np.ndarray:
-    """Samples of a 16-bit mono clip at ``sample_rate_hz`` as int16.
+    """Samples of a clip as int16 mono at ``sample_rate_hz`` (see the module docstring for the formats).
 
-    Raises `BadClipError` for a missing, non-WAV, stereo, non-16-bit, wrong-rate, empty or truncated file.
+    Raises `BadClipError` for a missing, non-WAV, empty, truncated or otherwise unreadable file.
     """
-    path = Path(path)
-    with _open(path) as w:
-        info = WavInfo(w.getnchannels(), w.getframerate(), w.getsampwidth(), w.getnframes())
-        if info.channels != 1:
-            raise BadClipError(path, f"{info.channels} channels, expected mono")
-        if info.sample_width_bytes != 2:
-            raise BadClipError(path, f"{8 * info.sample_width_bytes}-bit samples, expected 16-bit PCM")
-        if info.sample_rate_hz != sample_rate_hz:
-            raise BadClipError(path, f"sample rate {info.sample_rate_hz} Hz, expected {sample_rate_hz} Hz")
-        if info.frames == 0:
-            raise BadClipError(path, "no samples")
-        try:
-            data = w.readframes(info.frames)
-        except (wave.Error, EOFError, OSError, RuntimeError, ValueError, struct.error, OverflowError,
-                MemoryError) as e:
-            raise BadClipError(path, f"unreadable sample data ({e or type(e).__name__})") from e
-    got = len(data) // 2
-    if got < info.frames:
-        raise BadClipError(path, f"truncated: header promises {info.frames} samples, file holds {got}")
-    return np.frombuffer(data[: 2 * info.frames], dtype="<i2").astype(np.int16)
+    return read_wav_converted(path, sample_rate_hz)[0]
 
 
 def write_wav(path: Path | str, samples: np.ndarray, sample_rate_hz: int = SAMPLE_RATE_HZ) -> None:

@@ -50,6 +50,7 @@ class RealSearchConfig:
     data: str = "../shared/data/speech_commands_v0.02_test"
     split_rule: str | None = "speaker-60-20-20"
     noise: str | None = "../shared/data/background_noise"
+    protocol: str = "12"  # 12, 10 or the user's words w1,w2,...
     board: str = "mps2-an386"
     evaluator: str = "emulator"
     targets: tuple[str, ...] = ("ds-cnn-s", "micronet-kws-s")  # budgets: each one's measured flash, RAM, latency
@@ -86,7 +87,8 @@ class RealSearchConfig:
         from nas.study.config import SearchConfig, TrainBudget
 
         common = dict(name=f"{self.name}-{target}-{arm}", space=self.spaces[self.targets.index(target)],
-                      data=self.data, split_rule=self.split_rule, noise=self.noise, board=self.board,
+                      data=self.data, split_rule=self.split_rule, noise=self.noise, protocol=self.protocol,
+                      board=self.board,
                       evaluator=self.evaluator, budgets=dict(budgets or {}), workers=self.workers, seed=self.seed,
                       trials=None, time_limit_s=60.0 * self.search_minutes, storage=None)
         if arm == "search":
@@ -102,7 +104,7 @@ class RealSearchConfig:
         from nas.study.config import SearchConfig
 
         return SearchConfig(name=f"{self.name}-final", data=self.data, split_rule=self.split_rule, noise=self.noise,
-                            board=self.board, evaluator=self.evaluator, seed=self.seed).to_dict()
+                            protocol=self.protocol, board=self.board, evaluator=self.evaluator, seed=self.seed).to_dict()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

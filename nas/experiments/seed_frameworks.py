@@ -60,9 +60,10 @@ class SeedConfig:
             get_preset(name)  # raises naming the known presets
         for board in self.boards:
             get_board(board)
-        bad = [p for p in self.protocols if p not in ("10", "12")]
-        if bad:
-            raise ValueError(f"protocols must be '10' (the seed's keywords) or '12' (standard), got {bad}")
+        from nas.data.protocol import get_protocol
+
+        for protocol in self.protocols:  # '10' (the seed's keywords), '12' (standard) or a word list
+            get_protocol(protocol)
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs <= 0:
             raise ValueError(f"epochs must be a positive integer (the training budget), got {self.epochs!r}")
 
@@ -214,6 +215,9 @@ def run_seed_frameworks(cfg: SeedConfig, out_dir: Path, *, progress=None) -> See
             if progress:
                 progress(f"{protocol} classes: {name}")
             t_row = time.perf_counter()
+            if is_ref and protocol not in ("10", "12"):
+                log.info("%s: a Speech Commands model, not scored on the words %s", name, protocol)
+                continue
             if is_ref:
                 row = _reference_row(cfg, protocol, name, evaluator)
             else:
@@ -335,7 +339,8 @@ def render_markdown(result: SeedResult, command: str) -> str:
         "",
     ]
     for protocol in cfg.protocols:
-        title = "10 keywords (the seed's protocol)" if protocol == "10" else "12 classes (10 keywords, silence, unknown)"
+        title = {"10": "10 keywords (the seed's protocol)", "12": "12 classes (10 keywords, silence, unknown)"}.get(
+            protocol, f"your words: {protocol}")
         parts += [f"## {title}", "", render_table(result, protocol), ""]
     parts += ["## Which models fit which board", "", fits_text(result), ""]
     if cfg.references:
@@ -372,7 +377,7 @@ def write_plots(result: SeedResult, out_dir: Path) -> list[Path]:
             rows = [r for r in result.rows if r["protocol"] == protocol and r.get(x_key) and r["int8_test_accuracy"]]
             xs = [r[x_key] / (1024 if "flash" in x_key else 1) for r in rows]
             ys = [100 * r["int8_test_accuracy"] for r in rows]
-            ax.scatter(xs, ys, marker=marker, label=f"{protocol} classes, int8")
+            ax.scatter(xs, ys, marker=marker, label=f"{protocol if protocol in ('10', '12') else 'own'} classes, int8")
             for r, x, y in zip(rows, xs, ys, strict=True):
                 ax.annotate(r["model"], (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.set_xscale("log")

@@ -102,6 +102,16 @@ class SearchConfig:
     storage: str | None = None  # None: sqlite:///runs/<name>/study.db
     train: TrainBudget = field(default_factory=TrainBudget)
 
+    def label_protocol(self) -> Any:
+        """The `LabelProtocol` the data will be trained on: ``protocol`` fitted to the corpus (no ``_unknown_``
+        class when every word is a keyword), known from the folder listing alone, before any audio is read."""
+        from nas.data.default import resolve_data
+        from nas.data.layout import scan_corpus
+        from nas.data.protocol import fit_to_corpus, get_protocol
+
+        corpus = scan_corpus(resolve_data(self.data), noise_dir=self.noise)
+        return fit_to_corpus(get_protocol(self.protocol), corpus)
+
     def __post_init__(self) -> None:
         bad = [o for o in self.objectives if o not in OBJECTIVES]
         if bad or not self.objectives:
@@ -129,6 +139,9 @@ class SearchConfig:
         if self.time_limit_s is not None and not self.time_limit_s > 0:
             raise ValueError(f"the time limit must be positive seconds, got {self.time_limit_s}")
         self.train.train_config(self.seed)  # refuses a budget every trial would fail on, before the search
+        from nas.data.protocol import get_protocol
+
+        get_protocol(self.protocol)  # a malformed word list is refused here, not in every trial
         from hardware.boards import get_board
         from search_spaces import SPACES
 

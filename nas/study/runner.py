@@ -75,12 +75,11 @@ def _make_storage(url: str) -> optuna.storages.BaseStorage:
 
 
 def make_space(cfg: SearchConfig) -> Any:
-    """The search space of a config, for its label protocol's number of classes."""
-    from nas.data.protocol import get_protocol
+    """The search space of a config, for the number of classes its data is trained on."""
     from search_spaces import get_space
 
     kwargs = {"frontend": cfg.frontend} if cfg.frontend else {}
-    return get_space(cfg.space, num_classes=get_protocol(cfg.protocol).num_classes,
+    return get_space(cfg.space, num_classes=cfg.label_protocol().num_classes,
                      tune_frontend=cfg.tune_frontend, **kwargs)
 
 

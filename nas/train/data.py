@@ -22,8 +22,8 @@ from nas.data.augment import NoiseBank, load_noise_bank
 from nas.data.dataset import SplitData, load_split
 from nas.data.default import resolve_data
 from nas.data.featurize import split_features
-from nas.data.layout import scan_corpus
-from nas.data.protocol import STANDARD_12, LabelProtocol, get_protocol
+from nas.data.layout import DataError, scan_corpus
+from nas.data.protocol import STANDARD_12, LabelProtocol, fit_to_corpus, get_protocol
 from nas.train.augment import DeviceNoise
 from search_spaces.frontend import FrontEndConfig
 
@@ -98,10 +98,24 @@ def prepare_train_data(data: str | Path, protocol: LabelProtocol | str = STANDAR
     if isinstance(protocol, str):
         protocol = get_protocol(protocol)
     corpus = scan_corpus(resolve_data(data), noise_dir=noise_dir)
+    fitted = fit_to_corpus(protocol, corpus)
+    if fitted != protocol:
+        log.info("%s: no words outside %s: no _unknown_ class", corpus.root, ",".join(protocol.keywords))
+        protocol = fitted
     splits = {s: load_split(corpus, protocol, s, seed, rule, clip_samples) for s in ("train", "validation", "test")}
-    if len(splits["train"]) == 0 or len(splits["validation"]) == 0:
-        raise ValueError(f"{corpus.root}: the training and validation splits must not be empty "
-                         f"(train {len(splits['train'])}, validation {len(splits['validation'])} items)")
+    recorded = {s: sum(p is not None for p in d.rel_paths) for s, d in splits.items()}  # not noise-made silence
+    rule_used = rule or corpus.default_split_rule()
+    if recorded["train"] == 0 or recorded["validation"] == 0:
+        raise DataError(
+            f"{corpus.root}: no recorded clips in the {'training' if recorded['train'] == 0 else 'validation'} "
+            f"split under the {rule_used} split rule (train {recorded['train']}, validation "
+            f"{recorded['validation']}, test {recorded['test']}); with few speakers, list clips in "
+            "validation_list.txt / testing_list.txt at the corpus root (one relative path per line, e.g. "
+            "yes/alice_nohash_0.wav) or use --split-rule utterance (not speaker-disjoint). "
+            f"`nas data info {corpus.root}` shows the splits")
+    if recorded["test"] == 0:
+        log.warning("%s: no recorded clips in the test split under the %s rule: test accuracy will not be "
+                    "measured (see `nas data info`)", corpus.root, rule_used)
     noise = load_noise_bank(corpus.noise_files, clip_samples)
     if noise.empty:
         log.warning("%s: no background noise: training runs without noise augmentation", corpus.root)
