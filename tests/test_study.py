@@ -178,3 +178,31 @@ def test_tiny_search_on_the_emulated_board_and_export(tmp_path: Path, tiny_corpu
     report = json.loads(Path("win/report.json").read_text())
     assert not report["hardware_differences_after_retraining"] and report["measurement"]["output_match"]
     assert Path("win/firmware/fw.elf").is_file() and Path("win/firmware/Makefile").is_file()
+
+
+def test_a_search_logged_to_a_file_prints_a_line_per_trial(tmp_path: Path, tiny_corpus: Path,
+                                                            monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """Under nohup, CI or `> search.log` the bar is off: every finished trial is still one line."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "nas", "search", "--name", "piped", "--data", str(tiny_corpus),
+                          "--evaluator", "analytic", "--trials", "2", "--space", "dnn", "--epochs", "1",
+                          "--no-warm-start"], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = [line for line in out.stdout.splitlines() if re.match(r"trial \d+ ", line)]
+    assert len(lines) == 2, out.stdout
+    for n, line in enumerate(lines, 1):
+        assert " COMPLETE  acc " in line and " KB  RAM " in line and " ms  train " in line
+        assert f"| {n}/2 trained | " in line and " elapsed" in line
+    assert "left" in lines[0]  # the estimate, from the first trained trial on
+    # export's retraining (stdout captured, so not a terminal either): a line per epoch
+    from nas.cli import main as nas_main
+
+    monkeypatch.chdir(tmp_path)
+    assert nas_main(["export", "--study", "piped", "--trial", "0", "--retrain-epochs", "2", "--out", "win"]) == 0
+    epochs = [line for line in capsys.readouterr().out.splitlines() if line.startswith("retraining trial 0: epoch ")]
+    assert [e.split(",")[0] for e in epochs] == ["retraining trial 0: epoch 1/2", "retraining trial 0: epoch 2/2"]

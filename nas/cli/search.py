@@ -302,26 +302,49 @@ def _print_front(study, cfg, as_json: bool) -> int:
 
 
 class _Progress:
-    """tqdm bar over completed trials with feasible count, front size and hypervolume."""
+    """On a terminal, a tqdm bar over trained candidates with the feasible count, front size and hypervolume;
+    elsewhere (a log file, CI, nohup), one line per finished trial (`nas.progress`)."""
 
     def __init__(self, study, cfg) -> None:
-        self.study, self.cfg, self.bar = study, cfg, None
+        self.study, self.cfg, self.bar, self.lines, self.seen = study, cfg, None, None, set()
 
     def __enter__(self) -> _Progress:
-        from tqdm import tqdm
+        from nas.progress import LineLog, on_terminal
+        from nas.study.pareto import study_summary
 
-        self.bar = tqdm(total=self.cfg.trials, unit="trained", desc=f"search {self.cfg.name}", disable=None)
+        if on_terminal():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.cfg.trials, unit="trained", desc=f"search {self.cfg.name}")
+        else:
+            self.seen = {t.number for t in self._finished()}  # a resumed study: report only what is new
+            self.lines = LineLog(self.cfg.trials, self.cfg.time_limit_s, study_summary(self.study, self.cfg)["trained"])
         self.update()
         return self
+
+    def _finished(self) -> list:
+        from optuna.trial import TrialState
+
+        done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        return [t for t in self.study.get_trials(deepcopy=False) if t.state in done]
 
     def update(self) -> None:
         from nas.study.pareto import study_summary
 
         s = study_summary(self.study, self.cfg)
-        self.bar.n = s["trained"]  # the target counts trained candidates
-        self.bar.set_postfix(tried=s["complete"], pareto=s["pareto_size"], hv=f"{s['hypervolume']:.3f}",
-                             failed=s["failed"])
+        if self.bar is not None:
+            self.bar.n = s["trained"]  # the target counts trained candidates
+            self.bar.set_postfix(tried=s["complete"], pareto=s["pareto_size"], hv=f"{s['hypervolume']:.3f}",
+                                 failed=s["failed"])
+            return
+        from nas.progress import trial_line
+
+        for t in sorted(self._finished(), key=lambda t: t.number):
+            if t.number not in self.seen:
+                self.seen.add(t.number)
+                self.lines.say(trial_line(t), s["trained"], "trained")
 
     def __exit__(self, *exc) -> None:
         self.update()
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()

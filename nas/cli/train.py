@@ -93,8 +93,11 @@ def _train(args: argparse.Namespace) -> int:
             best = "" if p.best_val_accuracy is None else f"{p.best_val_accuracy:.3f}"
             bar.set_postfix(loss=f"{p.loss:.3f}", best_val=best, refresh=False)
 
+        from nas.progress import epoch_lines, on_terminal
+
+        lines = None if on_terminal() else epoch_lines(f"training {spec.name}", cfg.epochs)
         try:
-            result = train(spec, data, cfg, out_dir=out, progress=progress)
+            result = train(spec, data, cfg, out_dir=out, progress=progress, after_eval=lines)
         except TrainingDiverged as e:
             log.error("error: %s", e)
             return 1

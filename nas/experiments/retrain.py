@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nas.progress import LineLog
+
 log = logging.getLogger(__name__)
 
 
@@ -134,11 +136,23 @@ def run_final_jobs(jobs: list[FinalJob], workers: int = 2,
         return out
     say = progress or (lambda msg: log.info("%s", msg))
     say(f"final trainings: {len(todo)} to run ({len(out)} reused), {workers} at a time")
+    lines = LineLog(len(todo))
+
+    def finished(job: FinalJob, fig: dict[str, Any], done: int) -> None:
+        out[job.name, job.seed] = fig
+        lines.say(f"final {job.name} seed {job.seed}: int8 test {100 * fig['int8_test_accuracy']:.2f} %, "
+                  f"val {100 * fig['int8_val_accuracy']:.2f} %, {fig['train_time_s']:.0f} s training", done)
+
     if workers <= 1 or len(todo) == 1:
-        for job in todo:
-            out[job.name, job.seed] = run_final_job(job)
-            say(f"final training done: {job.name} seed {job.seed}")
+        for i, job in enumerate(todo, 1):
+            finished(job, run_final_job(job), i)
         return out
+    ctx = multiprocessing.get_context("spawn")  # fresh interpreters: XLA's thread flags before JAX starts
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_single_threaded) as pool:
+        futures = {pool.submit(run_final_job, job): job for job in todo}
+        for i, f in enumerate(as_completed(futures), 1):
+            finished(futures[f], f.result(), i)
+    return out
     ctx = multiprocessing.get_context("spawn")  # fresh interpreters: XLA's thread flags before JAX starts
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_single_threaded) as pool:
         futures = {pool.submit(run_final_job, job): job for job in todo}

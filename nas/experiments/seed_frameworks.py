@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nas.progress import LineLog
+
 log = logging.getLogger(__name__)
 
 SEED_PRESETS = ("dnn-s", "dnn-l", "cnn-s", "cnn-l", "ds-cnn-s", "ds-cnn-l", "micronet-kws-s", "micronet-kws-l",
@@ -199,10 +201,12 @@ def run_seed_frameworks(cfg: SeedConfig, out_dir: Path, *, progress=None) -> See
     t0 = time.perf_counter()
     evaluator = EmulatorEvaluator()
     result = SeedResult(cfg, versions=_versions())
+    names = [*cfg.presets, *cfg.references]
+    lines, done = LineLog(len(cfg.protocols) * len(names)), 0
     for protocol in cfg.protocols:
         data = None
-        names = [*cfg.presets, *cfg.references]
         for name in names:
+            done += 1
             is_ref = name in cfg.references
             key = cfg.row_key(protocol, name) if not is_ref else hashlib.sha256(
                 json.dumps([name, protocol, cfg.data, cfg.split_rule, list(cfg.boards)]).encode()).hexdigest()[:16]
@@ -211,12 +215,14 @@ def run_seed_frameworks(cfg: SeedConfig, out_dir: Path, *, progress=None) -> See
                 row = json.loads(cached.read_text())
                 if row.get("row_key") == key:
                     result.rows.append(row)
+                    lines.already += 1  # read back: no time spent
                     continue
             if progress:
                 progress(f"{protocol} classes: {name}")
             t_row = time.perf_counter()
             if is_ref and protocol not in ("10", "12"):
                 log.info("%s: a Speech Commands model, not scored on the words %s", name, protocol)
+                lines.already += 1
                 continue
             if is_ref:
                 row = _reference_row(cfg, protocol, name, evaluator)
@@ -231,8 +237,17 @@ def run_seed_frameworks(cfg: SeedConfig, out_dir: Path, *, progress=None) -> See
             tmp.write_text(json.dumps(row, indent=2, default=str) + "\n")
             tmp.replace(cached)
             result.rows.append(row)
+            lines.say(_row_line(row, cfg.boards[0]), done, "rows")
     result.wall_time_s = time.perf_counter() - t0
     return result
+
+
+def _row_line(row: dict[str, Any], board: str) -> str:
+    acc = row.get("int8_test_accuracy")
+    flash, latency = row.get(f"{board}.flash_bytes"), row.get(f"{board}.latency_ms")
+    return (f"{row['protocol']} classes, {row['model']}: int8 test {'–' if acc is None else f'{100 * acc:.2f} %'}, "
+            f"flash {'–' if flash is None else f'{flash / 1024:.1f} KB'}, latency "
+            f"{'–' if latency is None else f'{latency:.1f} ms'} on {board}, {row['row_s']:.0f} s")
 
 
 # ---- render ----

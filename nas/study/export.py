@@ -23,6 +23,7 @@ from typing import Any
 
 from optuna.trial import FrozenTrial
 
+from nas.progress import epoch_lines
 from nas.study.config import SearchConfig
 from nas.study.pareto import usable_trials
 
@@ -106,7 +107,8 @@ def export_trial(study, cfg: SearchConfig, trial: FrozenTrial, out_dir: Path | s
         data = load_data(cfg)
     ckpt = out / "checkpoint"
     if retrain_epochs:
-        train(spec, data, TrainConfig(epochs=retrain_epochs, seed=cfg.seed, trial=trial.number), out_dir=ckpt)
+        train(spec, data, TrainConfig(epochs=retrain_epochs, seed=cfg.seed, trial=trial.number), out_dir=ckpt,
+              after_eval=epoch_lines(f"retraining trial {trial.number}", retrain_epochs))
     else:
         src = Path(attrs["checkpoint"])
         if not src.is_dir():
