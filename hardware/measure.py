@@ -189,14 +189,25 @@ class _Base:
         return m
 
 
+# Everything besides the code generator that can change a measurement or its verdict: the requantization
+# constants and fixed-point arithmetic the C code and the golden reference share, the reference the board's
+# outputs are compared with, the .tflite reader and the int8 graph it builds, and this module (the checks).
+_VERDICT_MODULES = ("op_params.py", "fixedpoint.py", "reference.py", "graph.py", "tflite_read.py",
+                    "tflite_schema.py", "tflite_io.py", "tflite_write.py", "_flatbuf.py", "protocol.py", "measure.py")
+
+
 @functools.cache
 def _codegen_digest() -> str:
-    """Hash of the code generator's sources: a changed generator makes new measurements."""
+    """Hash of the code generator's sources and of every module a result or its verdict depends on
+    (`_VERDICT_MODULES`): a change to any of them makes new measurements."""
     h = hashlib.sha256()
-    root = Path(__file__).with_name("codegen")
+    here = Path(__file__).parent
+    root = here / "codegen"
     for p in sorted(root.rglob("*")) if root.is_dir() else ():
         if p.suffix in (".py", ".h", ".c"):
             h.update(p.relative_to(root).as_posix().encode() + b"\0" + p.read_bytes())
+    for name in _VERDICT_MODULES:
+        h.update(name.encode() + b"\0" + (here / name).read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -379,7 +390,8 @@ class _BuildingEvaluator(_Base):
         return {"checks": self.checks, "runs": self.runs, "per_op": self.per_op, "seed": self.seed,
                 "variant": self._variant(board), "stack": self.stack_bytes, "firmware": FIRMWARE_VERSION,
                 "firmware_sources": firmware_sources_digest(), "toolchain": toolchain_version(),
-                "generator": f"{gen.__module__}.{gen.__qualname__}" if gen is not None else _codegen_digest()}
+                "generator": f"{gen.__module__}.{gen.__qualname__}" if gen is not None else "default",
+                "sources": _codegen_digest()}
 
     def _build(self, graph: Int8Graph, board: Board):
         """(gm, image, failed Measurement or None)."""

@@ -85,3 +85,21 @@ def release_compiled() -> None:
         import jax
 
         jax.clear_caches()
+
+
+def quiet_optuna(verbose: bool = False) -> None:
+    """Quiet logs for searches and experiments: Optuna logs every finished trial at INFO, and the progress
+    lines and the final table say it better."""
+    import warnings
+
+    import optuna
+
+    if not verbose:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        warnings.filterwarnings("ignore", message=r".*is experimental.*")
+    if not verbose:  # per-trial training/export lines would scroll the progress bar away
+        for name in ("nas.train", "nas.export", "nas.data"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    # JAX warns at every subprocess (gcc, QEMU) that fork and threads do not mix; subprocess execs at once
+    # in the child, so the warned-of deadlock cannot happen there
+    warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)

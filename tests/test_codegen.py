@@ -18,7 +18,9 @@ import pytest
 from hardware import reference
 from hardware.codegen import GeneratedModel, HostModel, _generate, _plan, generate
 from hardware.codegen._core import int8_core
+from hardware.fixedpoint import round_half_away
 from hardware.graph import GraphError, Int8Graph, OpKind, Padding, Quantization, Tensor
+from nas.quant.ptq import quantize_input
 from tests._int8_graphs import GraphBuilder, ds_cnn_s, float_twin, random_graph
 
 VARIANTS = ("plain", "dsp")
@@ -124,8 +126,12 @@ def test_float_io_graph_runs_its_int8_core(cache):
     gm = generate(g, "dsp")
     assert gm.float_io and gm.model_digest == g.digest()[:16]
     xf = np.random.default_rng(4).uniform(-40, 40, size=(16, *g.tensors[g.inputs[0]].shape)).astype(np.float32)
-    # Host-side QUANTIZE and DEQUANTIZE with the exported parameters, as TFLM computes them.
-    q = np.clip(np.round(xf / np.float32(gm.input_scale)) + gm.input_zero_point, -128, 127).astype(np.int8)
+    # exact ties (k + 1/2 steps) in half the inputs: TFLM rounds them away from zero, np.round to even
+    steps = np.random.default_rng(5).integers(-60, 60, size=xf[:8].shape)
+    xf[:8] = ((steps + 0.5) * np.float32(gm.input_scale)).astype(np.float32)
+    assert np.any(np.round(xf[:8] / np.float32(gm.input_scale)) != round_half_away(xf[:8] / np.float32(gm.input_scale)))
+    # Host-side QUANTIZE (the project's TFLM-exact one) and DEQUANTIZE with the exported parameters.
+    q = quantize_input(xf, gm.input_scale, gm.input_zero_point)
     y = HostModel(gm, cache_dir=cache).run(q)
     yf = (gm.output_scale * (y.astype(np.float64) - gm.output_zero_point)).astype(np.float32)
     np.testing.assert_array_equal(yf, reference.run(g, xf)[0])

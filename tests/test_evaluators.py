@@ -273,3 +273,35 @@ def test_ds_cnn_s_on_the_default_board(ds_cnn_s_bytes, variant, tmp_path):
     assert m.flash_split["model_data"] >= g.weight_bytes() + g.bias_bytes()
     if variant == "plain":
         assert m.flash_bytes <= g.weight_bytes() + g.bias_bytes() + 12 * 1024
+
+
+def test_the_measurement_cache_key_covers_every_module_a_result_depends_on() -> None:
+    """The cache key hashes the code generator and `_VERDICT_MODULES`; every hardware module that the
+    generator, the golden reference or the evaluator itself imports (transitively) must be among them,
+    or a change to the arithmetic would be served stale measurements."""
+    import ast
+    from pathlib import Path
+
+    from hardware import measure
+
+    root = Path(measure.__file__).parent
+
+    def hardware_imports(path: Path) -> set[str]:
+        out = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module] if isinstance(node, ast.ImportFrom) and node.module else (
+                [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            for name in names:
+                parts = name.split(".")
+                if parts[0] == "hardware" and len(parts) > 1 and (root / f"{parts[1]}.py").is_file():
+                    out.add(f"{parts[1]}.py")
+        return out
+
+    todo = [*sorted((root / "codegen").glob("*.py")), root / "reference.py", root / "measure.py"]
+    seen: set[str] = set()
+    while todo:
+        for name in hardware_imports(todo.pop()) - seen:
+            seen.add(name)
+            todo.append(root / name)
+    needed = seen - {"boards.py", "emulator.py", "link.py", "arena.py", "_tools.py", "flashing.py"}  # how to run, not what
+    assert needed <= set(measure._VERDICT_MODULES), sorted(needed - set(measure._VERDICT_MODULES))

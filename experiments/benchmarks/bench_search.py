@@ -56,7 +56,7 @@ def _complete():
 
 def run_one(args: argparse.Namespace, sampler: str, seed: int) -> None:
     """One study until it has ``args.trials`` completed trials (resumes a partial one)."""
-    from nas.cli.search import quiet_optuna
+    from nas.runtime import quiet_optuna
     from nas.study.runner import open_study, recover_abandoned, run_worker
 
     quiet_optuna()
@@ -92,7 +92,7 @@ def run_all(args: argparse.Namespace) -> None:
 def report(args: argparse.Namespace) -> None:
     import numpy as np
 
-    from nas.cli.search import quiet_optuna
+    from nas.runtime import quiet_optuna
     from nas.study.pareto import reference_point, usable_trials  # noqa: F401
     from nas.study.runner import open_study
 

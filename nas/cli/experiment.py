@@ -74,7 +74,7 @@ def _seed_frameworks(args: argparse.Namespace) -> int:
     from nas import runtime
 
     runtime.ensure_fast_allocator()
-    from nas.cli.search import quiet_optuna
+    from nas.runtime import quiet_optuna
 
     quiet_optuna(args.verbose)  # also silences JAX's fork warning at every gcc/QEMU launch
     from nas.experiments.seed_frameworks import load_seed_config, run_seed_frameworks, write_outputs
@@ -103,7 +103,7 @@ def _real_speech_search(args: argparse.Namespace) -> int:
     from nas import runtime
 
     runtime.ensure_fast_allocator()
-    from nas.cli.search import quiet_optuna
+    from nas.runtime import quiet_optuna
 
     quiet_optuna(args.verbose)
     from nas.experiments.real_speech_report import write_outputs

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.data.layout import SPLIT_RULES
+from nas.runtime import quiet_optuna
 from nas.study.config import SAMPLERS
 
 log = logging.getLogger(__name__)
@@ -101,23 +102,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--port", type=int, default=8080)
     d.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     d.set_defaults(handler=_dashboard)
-
-
-def quiet_optuna(verbose: bool = False) -> None:
-    """Optuna logs every finished trial at INFO; the progress bar and the final table say it better."""
-    import warnings
-
-    import optuna
-
-    if not verbose:
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        warnings.filterwarnings("ignore", message=r".*is experimental.*")
-    if not verbose:  # per-trial training/export lines would scroll the progress bar away
-        for name in ("nas.train", "nas.export", "nas.data"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-    # JAX warns at every subprocess (gcc, QEMU) that fork and threads do not mix; subprocess execs at once
-    # in the child, so the warned-of deadlock cannot happen there
-    warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
 
 
 def _budgets(items: list[str]) -> dict[str, float] | None:
