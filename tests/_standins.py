@@ -4,7 +4,9 @@ tested on their own.
 - :func:`stub_generate`: C sources with the generated model's C API (``kws_model.h``) for graphs
   of int8 FULLY_CONNECTED and RESHAPE ops (TFLM arithmetic, double rounding), bit-exact with
   ``hardware.reference``. ``fault=True`` makes ``kws_run`` write to an unmapped address;
-  ``hang=True`` makes it loop forever, ``spin=N`` slow (N empty loop iterations), for the failure paths.
+  ``hang=True`` makes it loop forever, ``spin=N`` slow (N empty loop iterations), for the failure paths;
+  ``calibrate=True`` replaces the model by a loop of exactly 2 instructions per iteration, N iterations
+  (N = the input's first two bytes, big-endian), to pin what one counted unit is.
 - :class:`FakeBoard`: the target side of the protocol in Python, on pyserial's ``loop://``.
 """
 
@@ -112,7 +114,7 @@ def _arr(ctype: str, name: str, values) -> str:
 
 
 def stub_generate(graph: Int8Graph, variant: str = "plain", prefix: str = "kws", *, fault: bool = False,
-                  hang: bool = False, spin: int = 0) -> StubModel:
+                  hang: bool = False, spin: int = 0, calibrate: bool = False) -> StubModel:
     if prefix != "kws":
         raise ValueError("the stub only writes the kws_ prefix")
     (inp,), (out,) = graph.inputs, graph.outputs
@@ -160,6 +162,9 @@ def stub_generate(graph: Int8Graph, variant: str = "plain", prefix: str = "kws",
         body.append("    for (volatile int spin = 1; spin;) ;\n")
     if spin:  # a slow model: ``spin`` empty loop iterations per run
         body.append(f"    for (volatile uint32_t i = 0; i < {spin}u; i++) ;\n")
+    if calibrate:  # only a loop of exactly 2 instructions per iteration, N = the input's first two bytes
+        body = ["    uint32_t n = ((uint32_t)(uint8_t)arena[0] << 8) | (uint8_t)arena[1];\n"
+                "    if (n) __asm__ volatile(\"1: subs %0, %0, #1\\n\\tbne 1b\" : \"+r\"(n) :: \"cc\");\n"]
     digest = graph.digest()[:16]
     header = (
         "#ifndef KWS_MODEL_H\n#define KWS_MODEL_H\n#include <stdint.h>\n"

@@ -147,6 +147,23 @@ def test_firmware_on_each_emulated_board(graph, model, board):
 
 
 @needs_emulation
+@pytest.mark.parametrize("board", ["mps2-an386", "mps2-an505"])
+def test_one_counted_unit_is_one_instruction(graph, board):
+    """The counter's scale, pinned: a loop of exactly 2 instructions per iteration must count 2 per
+    iteration. A change in QEMU's SysTick clock or -icount shift would otherwise scale every latency."""
+    image = build_firmware(stub_generate(graph, calibrate=True), board)
+    with Emulator(image.elf_path, board) as emu:
+        client = Client(emu.link)
+        counts = {}
+        for n in (1_000, 11_000, 21_000):
+            client.set_input(n.to_bytes(2, "big") + bytes(94))
+            counts[n] = client.run(1)[0]
+        client.exit(0)
+    assert counts[11_000] - counts[1_000] == counts[21_000] - counts[11_000] == 2 * 10_000
+    assert 0 < counts[1_000] - 2 * 1_000 < 100  # the call, the load of N and the return
+
+
+@needs_emulation
 def test_counts_are_identical_across_launches(model):
     image = build_firmware(model, "mps2-an386")
     counts = []
