@@ -89,6 +89,7 @@ class Measurement:
     ops: tuple[OpCount, ...] = ()
     output_match: bool | None = None
     outputs_checked: int = 0
+    tensors_checked: int = 0             # intermediate tensors read from the board and compared too
     toolchain_version: str | None = None
     firmware_version: str | None = None
     qemu_version: str | None = None
@@ -248,8 +249,8 @@ def _device_io(graph: Int8Graph) -> tuple[int, int]:
     return tin, tout
 
 
-def _golden(graph: Int8Graph, dev_in: int, dev_out: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``k`` seeded random device inputs (the full integer range) and the reference's outputs."""
+def _golden(graph: Int8Graph, dev_in: int, dev_out: int, k: int, seed: int) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """``k`` seeded random device inputs (the full integer range) and every tensor of the reference."""
     from hardware.reference import run_all
 
     t = graph.tensors[dev_in]
@@ -262,7 +263,28 @@ def _golden(graph: Int8Graph, dev_in: int, dev_out: int, k: int, seed: int) -> t
     values = run_all(graph, feed)
     if not np.array_equal(values[dev_in], xs):
         raise _Mismatch("the float input does not quantize back onto the device input")
-    return xs, values[dev_out]
+    return xs, values
+
+
+# An intermediate tensor at most this big is compared after every check input; bigger ones after the
+# first only (the link moves ~16-20 KiB/s on QEMU: DS-CNN-S's 8 KB feature maps cost ~0.5 s each).
+SMALL_TENSOR_BYTES = 256
+
+
+def _tensor_checks(gm, graph: Int8Graph, dev_in: int, dev_out: int) -> list[tuple[str, int, int, int]]:
+    """(name, graph tensor, arena offset, bytes) of every tensor the generated model leaves intact after a
+    run besides the device input and output, matched to ``graph`` by name (unambiguous names only)."""
+    intact = getattr(gm, "intact_tensors", ())
+    names = getattr(gm, "tensor_names", {})
+    by_name: dict[str, list[int]] = {}
+    for i, t in enumerate(graph.tensors):
+        by_name.setdefault(t.name, []).append(i)
+    out = []
+    for t in intact:
+        match = by_name.get(names.get(t, ""), [])
+        if len(match) == 1 and match[0] not in (dev_in, dev_out) and graph.tensors[match[0]].dtype != DType.FLOAT32:
+            out.append((names[t], match[0], int(gm.tensor_offsets[t]), graph.tensors[match[0]].nbytes))
+    return out
 
 
 @dataclass
@@ -274,12 +296,15 @@ class _SessionResult:
     outputs_checked: int
     stack_peak_bytes: int
     mismatch: str | None = None
+    tensors_checked: int = 0
 
 
 def _session(client, graph: Int8Graph, expect_digest: str | None, *, checks: int, runs: int, per_op: bool,
-             seed: int, run_timeout_s: float) -> _SessionResult:
+             seed: int, run_timeout_s: float, gm=None) -> _SessionResult:
     """The measurement dialogue, the same for every board: check identity, then for each random
-    input stage it, run it, compare the output with the golden reference."""
+    input stage it, run it, compare the output with the golden reference, and the intermediate
+    tensors the run left intact (``gm.intact_tensors``: the logits before a softmax, typically; every
+    tensor in a ``keep_all`` debug build)."""
     from hardware.firmware.build import FIRMWARE_VERSION
 
     info = client.info()
@@ -298,22 +323,34 @@ def _session(client, graph: Int8Graph, expect_digest: str | None, *, checks: int
         raise _Mismatch(f"board's input/output sizes {info.input_bytes}/{info.output_bytes} differ from "
                         f"the model's {tin.nbytes}/{tout.nbytes}")
     xs, golden = _golden(graph, dev_in, dev_out, checks, seed)
+    tensors = _tensor_checks(gm, graph, dev_in, dev_out) if gm is not None else []
     counts: list[int] = []
-    match, detail = True, None
+    match, detail, compared = True, None, set()
     for k in range(checks):
         client.set_input(xs[k].tobytes())
         counts += client.run(runs if k == 0 else 1, timeout_s=run_timeout_s)
         got = np.frombuffer(client.read_output(tout.nbytes), dtype=tout.dtype.numpy)
-        want = np.asarray(golden[k], dtype=tout.dtype.numpy).ravel()
+        want = np.asarray(golden[dev_out][k], dtype=tout.dtype.numpy).ravel()
         if not np.array_equal(got, want):
             match = False
             detail = detail or f"input {k}: {int(np.sum(got != want))} of {want.size} output values differ"
+        for name, t, offset, nbytes in tensors:
+            if k and nbytes > SMALL_TENSOR_BYTES and not getattr(gm, "keep_all", False):
+                continue
+            dtype = graph.tensors[t].dtype.numpy
+            got = np.frombuffer(client.read_arena(offset, nbytes), dtype=dtype)
+            want = np.asarray(golden[t][k], dtype=dtype).ravel()
+            compared.add(t)
+            if not np.array_equal(got, want):
+                match = False
+                detail = detail or (f"input {k}: tensor {name!r} differs in {int(np.sum(got != want))} of "
+                                    f"{want.size} values (the first op that goes wrong writes the first such tensor)")
     op_counts = None
     if per_op and info.num_ops:
         client.run(1, per_op=True, timeout_s=run_timeout_s)  # the last input again, with per-op hooks on
         op_counts = client.op_counts(info.num_ops)
     peak, _ = client.stack()
-    return _SessionResult(info, counts, op_counts, match, checks, peak, detail)
+    return _SessionResult(info, counts, op_counts, match, checks, peak, detail, len(compared))
 
 
 class _Mismatch(RuntimeError):
@@ -354,7 +391,7 @@ def _assemble(name: str, board: Board, graph: Int8Graph, gm, image, res: _Sessio
         ram_bytes=static + res.stack_peak_bytes if static is not None else None, ram_static_bytes=static,
         ram_arena_bytes=res.info.arena_bytes, ram_stack_bytes=res.stack_peak_bytes,
         ram_harness_bytes=image.ram_split.get("harness") if image is not None else None, ops=ops,
-        output_match=res.output_match, outputs_checked=res.outputs_checked,
+        output_match=res.output_match, outputs_checked=res.outputs_checked, tensors_checked=res.tensors_checked,
         toolchain_version=image.toolchain_version if image is not None else None,
         firmware_version=res.info.firmware_version, qemu_version=qemu_version)
 
@@ -369,7 +406,7 @@ class _BuildingEvaluator(_Base):
     def __init__(self, *, checks: int = 3, runs: int = 1, per_op: bool = True, seed: int = 0,
                  variant: str | None = None, stack_bytes: int | None = None, generate: Callable | None = None,
                  run_timeout_s: float | None = None, retries: int = 4,
-                 cache: bool | MeasurementCache = True) -> None:
+                 cache: bool | MeasurementCache = True, debug: bool = False) -> None:
         super().__init__(cache=cache)
         if checks < 1 or runs < 1:
             raise ValueError("checks and runs must be at least 1")
@@ -379,6 +416,7 @@ class _BuildingEvaluator(_Base):
         self._generate = generate
         self.run_timeout_s = run_timeout_s  # None: from the model's MACs (_run_timeout_s)
         self.retries = retries              # per protocol request
+        self.debug = debug                  # keep_all builds: every intermediate tensor compared (sizes are the debug build's)
 
     def _variant(self, board: Board) -> str:
         return self.variant or ("dsp" if board.dsp else "plain")
@@ -391,7 +429,7 @@ class _BuildingEvaluator(_Base):
                 "variant": self._variant(board), "stack": self.stack_bytes, "firmware": FIRMWARE_VERSION,
                 "firmware_sources": firmware_sources_digest(), "toolchain": toolchain_version(),
                 "generator": f"{gen.__module__}.{gen.__qualname__}" if gen is not None else "default",
-                "sources": _codegen_digest()}
+                "sources": _codegen_digest(), "debug": self.debug}
 
     def _build(self, graph: Int8Graph, board: Board):
         """(gm, image, failed Measurement or None)."""
@@ -400,7 +438,7 @@ class _BuildingEvaluator(_Base):
         variant = self._variant(board)
         try:
             generate = self._generate or _default_generate()
-            gm = generate(graph, variant=variant, prefix="kws")
+            gm = generate(graph, variant=variant, prefix="kws", **({"keep_all": True} if self.debug else {}))
         except Exception as e:  # the generator's own errors (unsupported op, ...) are answers
             return None, None, _failed(self.name, board, graph, f"codegen: {e}", variant=variant)
         try:
@@ -448,7 +486,7 @@ class EmulatorEvaluator(_BuildingEvaluator):
                 emu.start()
                 client = Client(emu.link, timeout_s=2.0, retries=self.retries)
                 res = _session(client, graph, gm.model_digest, checks=self.checks, runs=self.runs,
-                               per_op=self.per_op, seed=self.seed, run_timeout_s=self._run_timeout_s(graph))
+                               per_op=self.per_op, seed=self.seed, run_timeout_s=self._run_timeout_s(graph), gm=gm)
                 client.exit(0)
                 emu.wait(2.0)
                 return _assemble(self.name, board, graph, gm, image, res, variant=self._variant(board),

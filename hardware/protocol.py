@@ -22,6 +22,7 @@ OP_COUNTS   0x05 u16 first, u16 count             u16 count, u64 per op (last pe
 READ_OUTPUT 0x06 u32 offset, u16 length           bytes
 STACK       0x07 -                                u32 peak bytes, u32 reserved bytes
 EXIT        0x08 u8 code                          - (then the target exits or resets)
+READ_ARENA  0x09 u32 offset, u16 length           bytes of the model's activation arena
 BOOT        0x7E (unsolicited, seq 0)             u16 firmware version; sent once after every reset
 FAULT       0x7F (unsolicited, seq 0)             u32 pc, lr, CFSR, HFSR; the target then exits
 =========== ==== ================================ ==========================================
@@ -75,6 +76,7 @@ class Cmd(IntEnum):
     READ_OUTPUT = 0x06
     STACK = 0x07
     EXIT = 0x08
+    READ_ARENA = 0x09
     BOOT = 0x7E
     FAULT = 0x7F
 
@@ -362,6 +364,19 @@ class Client:
             data = self.request(Cmd.READ_OUTPUT, struct.pack("<IH", off, n), retries=retries)
             if len(data) != n:
                 raise ProtocolError(f"READ_OUTPUT returned {len(data)} of {n} bytes")
+            out.extend(data)
+
+        self._chunked(nbytes, 1, OUTPUT_CHUNK, send)
+        return bytes(out)
+
+    def read_arena(self, offset: int, nbytes: int) -> bytes:
+        """``nbytes`` of the model's activation arena from ``offset``: the tensors a run left intact."""
+        out = bytearray()
+
+        def send(off: int, n: int, retries: int) -> None:
+            data = self.request(Cmd.READ_ARENA, struct.pack("<IH", offset + off, n), retries=retries)
+            if len(data) != n:
+                raise ProtocolError(f"READ_ARENA returned {len(data)} of {n} bytes")
             out.extend(data)
 
         self._chunked(nbytes, 1, OUTPUT_CHUNK, send)

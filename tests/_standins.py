@@ -169,7 +169,7 @@ def stub_generate(graph: Int8Graph, variant: str = "plain", prefix: str = "kws",
     header = (
         "#ifndef KWS_MODEL_H\n#define KWS_MODEL_H\n#include <stdint.h>\n"
         f"#define KWS_INPUT_BYTES {tin.nbytes}\n#define KWS_OUTPUT_BYTES {tout.nbytes}\n"
-        f"#define KWS_ARENA_BYTES {arena}\n#define KWS_NUM_OPS {len(ops)}\n"
+        f"#define KWS_ARENA_BYTES {arena}\n#define KWS_INPUT_OFFSET 0\n#define KWS_NUM_OPS {len(ops)}\n"
         "int8_t *kws_input(void);\nconst int8_t *kws_output(void);\nvoid kws_run(void);\n"
         "extern const char kws_model_digest[];\nextern const char *const kws_op_names[];\n#endif\n")
     names = ", ".join(f'"{o.name}"' for o in ops)

@@ -247,6 +247,34 @@ def ds_cnn_s_bytes():
 
 @needs_emulation
 @needs_codegen
+def test_the_device_check_sees_an_error_the_output_hides(ds_cnn_s_bytes, tmp_path):
+    """One flipped bit in an intermediate feature map, after the run: the softmax-free output still
+    matches, but the normal check (the logits and pooled features left intact) and the debug build's
+    check of every tensor name what differs."""
+    from hardware.codegen import generate
+
+    g, data = ds_cnn_s_bytes
+
+    def corrupting(graph, variant="plain", prefix="kws", **kw):
+        gm = generate(graph, variant, prefix, **kw)
+        # the pooled features (normal build) or the first conv's output (debug build) get one bit flipped
+        name = "conv3" if kw.get("keep_all") else "mean28"
+        (t,) = [t for t in gm.intact_tensors if gm.tensor_names[t] == name]
+        c = gm.files["kws_model.c"].replace("void kws_run(void)\n{", "void kws_run_real(void)\n{", 1)
+        c += ("void kws_run(void) { kws_run_real(); "
+              f"((int8_t *)kws_input() - KWS_INPUT_OFFSET)[{gm.tensor_offsets[t]}] ^= 1; }}\n")
+        return dataclasses.replace(gm, files={**gm.files, "kws_model.c": c})
+
+    for debug, name in ((False, "mean28"), (True, "conv3")):
+        m = EmulatorEvaluator(checks=1, per_op=False, generate=corrupting, debug=debug,
+                              cache=MeasurementCache(tmp_path)).measure(data, BOARD)
+        assert not m.ok and m.output_match is False and f"tensor '{name}' differs in 1 of" in m.error, m.error
+    clean = EmulatorEvaluator(checks=1, per_op=False, debug=True, cache=MeasurementCache(tmp_path)).measure(data, BOARD)
+    assert clean.ok and clean.output_match and clean.tensors_checked == sum(t.data is None for t in g.tensors) - 2
+
+
+@needs_emulation
+@needs_codegen
 @pytest.mark.parametrize("variant", ["plain", "dsp"])
 def test_ds_cnn_s_on_the_default_board(ds_cnn_s_bytes, variant, tmp_path):
     g, data = ds_cnn_s_bytes

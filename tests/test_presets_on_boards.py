@@ -47,11 +47,18 @@ def test_every_preset_on_every_emulated_board(graphs, board: str, tmp_path) -> N
 
     if not (have_qemu() and have_toolchain()):
         pytest.skip("qemu-system-arm or arm-none-eabi-gcc missing (scripts/bootstrap.sh installs them)")
-    ev = EmulatorEvaluator(checks=2, per_op=False, cache=MeasurementCache(tmp_path))
+    # On the M4 (the DSP kernels, inline asm included) a debug build keeps every intermediate tensor
+    # in the arena and the check compares them all; elsewhere the tensors a normal build leaves intact
+    # (the logits, the pooled features) are compared beside the output.
+    debug = board == "mps2-an386"
+    ev = EmulatorEvaluator(checks=1 if debug else 2, per_op=False, cache=MeasurementCache(tmp_path), debug=debug)
     budget = get_board(board)
     failures = []
     for name, g in graphs.items():
         m = ev.measure(write_tflite(g), budget)
-        if not (m.ok and m.output_match):
-            failures.append(f"{name}: ok={m.ok} match={m.output_match} {m.error}")
+        activations = sum(t.data is None for t in g.tensors) - 2  # less the input and the output
+        compared = m.tensors_checked == activations if debug else m.tensors_checked >= 1
+        if not (m.ok and m.output_match and compared):
+            failures.append(f"{name}: ok={m.ok} match={m.output_match} tensors {m.tensors_checked}/{activations} "
+                            f"{m.error}")
     assert not failures, "\n".join(failures)

@@ -66,6 +66,9 @@ class GeneratedModel:
     op_orders: tuple[str, ...] = ()             # "fwd" or "rev": the order the kernel visits outputs
     wide_weights: bool = False                  # DSP GEMM weights stored as int16
     generator_version: str = GENERATOR_VERSION
+    intact_tensors: tuple[int, ...] = ()        # tensors still in the arena, as computed, after a run
+    tensor_names: MappingProxyType = field(default_factory=dict)  # activation tensor -> its name
+    keep_all: bool = False                      # a debug build: every tensor intact
 
     def write(self, directory) -> list[Path]:
         out = Path(directory)
@@ -96,10 +99,14 @@ def _alias_groups(graph: Int8Graph, lowered) -> dict[int, int]:
     return {t: find(t) for t in graph.tensor_lifetimes()}
 
 
-def plan_arena(graph: Int8Graph, order, lowered, place=_plan.place) -> tuple[_plan.Plan, dict[int, int]]:
+def plan_arena(graph: Int8Graph, order, lowered, place=_plan.place, keep_all: bool = False
+               ) -> tuple[_plan.Plan, dict[int, int]]:
     """Buffers, in-place pairs and placement (``place(buffers, pairs) -> Plan``, verified);
-    returns the plan and tensor -> buffer index."""
+    returns the plan and tensor -> buffer index. ``keep_all``: every activation lives to the end of
+    the run (no reuse, nothing in place), so a debugger can read every intermediate tensor afterwards."""
     life = graph.tensor_lifetimes()
+    if keep_all:
+        life = {t: (first, max(last, len(lowered))) for t, (first, last) in life.items()}
     groups = _alias_groups(graph, lowered)
     reps = sorted(set(groups.values()))
     members = {r: tuple(t for t in life if groups[t] == r) for r in reps}
@@ -142,16 +149,19 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.:-]", "_", text)[:48]
 
 
-def generate(graph: Int8Graph, variant: str = "plain", prefix: str = "kws", *, wide_weights: bool = False
-             ) -> GeneratedModel:
+def generate(graph: Int8Graph, variant: str = "plain", prefix: str = "kws", *, wide_weights: bool = False,
+             keep_all: bool = False) -> GeneratedModel:
     """C sources for ``graph`` (see :class:`GeneratedModel`). ``wide_weights`` (DSP variant only)
     stores conv, fully-connected and row-kernel depthwise weights as int16, ready for SMLAD: fewer
-    instructions in those layers for twice their weight flash. Raises ValueError for a bad
-    variant or prefix and :class:`~hardware.graph.GraphError` for a graph the generator cannot run."""
-    return build_model(graph, variant, prefix, _plan.place, wide_weights)
+    instructions in those layers for twice their weight flash. ``keep_all`` (a debug build, larger
+    arena): every intermediate tensor stays in the arena after a run, where the device check reads
+    them all. Raises ValueError for a bad variant or prefix and :class:`~hardware.graph.GraphError`
+    for a graph the generator cannot run."""
+    return build_model(graph, variant, prefix, _plan.place, wide_weights, keep_all)
 
 
-def build_model(graph: Int8Graph, variant: str, prefix: str, place, wide_weights: bool = False) -> GeneratedModel:
+def build_model(graph: Int8Graph, variant: str, prefix: str, place, wide_weights: bool = False,
+                keep_all: bool = False) -> GeneratedModel:
     """:func:`generate` with the arena placement function given (tests force tight overlaps)."""
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
@@ -161,12 +171,12 @@ def build_model(graph: Int8Graph, variant: str, prefix: str, place, wide_weights
     g = core.graph
     order = g.topological_order()
     lowered = [_lower.lower(g, g.ops[k], variant, core.op_index[k], wide_weights) for k in order]
-    plan, buf_of = plan_arena(g, order, lowered, place)
+    plan, buf_of = plan_arena(g, order, lowered, place, keep_all)
     if variant == "dsp":  # a larger depthwise scratch where it costs no arena bytes
         big = [_lower.lower(g, g.ops[k], variant, core.op_index[k], wide_weights, _lower.MAX_DW_SCRATCH_BYTES)
                for k in order]
         if [(b.call, b.scratch_bytes) for b in big] != [(low.call, low.scratch_bytes) for low in lowered]:
-            plan_big, buf_big = plan_arena(g, order, big, place)
+            plan_big, buf_big = plan_arena(g, order, big, place, keep_all)
             if plan_big.arena_bytes <= plan.arena_bytes:
                 lowered, plan, buf_of = big, plan_big, buf_big
     offsets = {t: plan.offsets[b] for t, b in buf_of.items()}
@@ -178,7 +188,7 @@ def build_model(graph: Int8Graph, variant: str, prefix: str, place, wide_weights
         ops.append(OpInfo(f"{pos:02d}_{op.kind.value.lower()}_{shape}", op.kind.value, g.op_macs(k)))
     digest = graph.digest()[:16]
     P, M = prefix, prefix.upper()
-    header = _header(P, M, digest, variant, plan.arena_bytes, x, y, len(ops), core)
+    header = _header(P, M, digest, variant, plan.arena_bytes, x, y, len(ops), core, offsets[g.inputs[0]])
     source = _source(P, M, digest, variant, g, order, lowered, plan, offsets, ops)
     files = {f"{P}_model.h": header, f"{P}_model.c": source}
     for name in KERNEL_FILES[variant]:
@@ -192,10 +202,25 @@ def build_model(graph: Int8Graph, variant: str, prefix: str, place, wide_weights
         MappingProxyType(offsets), MappingProxyType({t: g.tensors[t].shape for t in offsets}),
         tuple(low.kernel for low in lowered), scratch,
         tuple(plan.in_place(pos) for pos in range(len(lowered))),
-        tuple(plan.direction(pos) for pos in range(len(lowered))), bool(wide_weights and variant == "dsp"))
+        tuple(plan.direction(pos) for pos in range(len(lowered))), bool(wide_weights and variant == "dsp"),
+        intact_tensors=_intact(plan, buf_of), tensor_names=MappingProxyType({t: g.tensors[t].name for t in offsets}),
+        keep_all=keep_all)
 
 
-def _header(P, M, digest, variant, arena, x, y, n_ops, core) -> str:
+def _intact(plan: _plan.Plan, buf_of: dict[int, int]) -> tuple[int, ...]:
+    """Activation tensors whose bytes a run leaves as computed: no buffer written at or after their
+    own write (a later op's output or scratch) shares their bytes."""
+    out = []
+    for t, b in sorted(buf_of.items()):
+        first = plan.buffers[b].first
+        if plan.buffers[b].size and not any(
+                j != b and plan.buffers[j].size and plan.buffers[j].first >= first and plan.overlaps(b, j)
+                for j in range(len(plan.buffers))):
+            out.append(t)
+    return tuple(out)
+
+
+def _header(P, M, digest, variant, arena, x, y, n_ops, core, input_offset) -> str:
     xq, yq = x.quantization, y.quantization
     edges = []
     if core.float_input:
@@ -221,6 +246,7 @@ extern "C" {{
 #define {M}_INPUT_BYTES {x.nbytes}
 #define {M}_OUTPUT_BYTES {y.nbytes}
 #define {M}_ARENA_BYTES {arena}
+#define {M}_INPUT_OFFSET {input_offset} /* of the input in the arena */
 #define {M}_NUM_OPS {n_ops}
 #define {M}_INPUT_SCALE {float(xq.scale[0])!r}f
 #define {M}_INPUT_ZERO_POINT ({int(xq.zero_point[0])})

@@ -45,7 +45,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FIRMWARE_VERSION = "1.1"   # fw.h FW_VERSION (0x0101); bump with any change to the target side
+FIRMWARE_VERSION = "1.2"   # fw.h FW_VERSION (0x0102); bump with any change to the target side
 SOURCE_DIR = Path(__file__).resolve().parent
 _COMMON_SOURCES = ("startup.c", "main.c", "runtime.c")  # + board_<platform>.c; model_glue.c goes with the model
 DEFAULT_STACK_BYTES = 4096  # reserved and painted; the measured peak is what counts as RAM used

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define FW_VERSION 0x0101u      /* major << 8 | minor; also in hardware/firmware/build.py */
+#define FW_VERSION 0x0102u      /* major << 8 | minor; also in hardware/firmware/build.py */
 #define FW_PROTOCOL_VERSION 1u  /* hardware/protocol.py PROTOCOL_VERSION */
 
 #define REG32(addr) (*(volatile uint32_t *)(addr))
@@ -58,6 +58,7 @@ extern const char kws_model_digest[];
 extern const uint32_t fw_input_bytes, fw_output_bytes, fw_arena_bytes, fw_num_ops;
 extern uint8_t fw_input_stash[];   /* the staged input, copied into the model before every run */
 extern uint64_t fw_op_raw[];       /* per-op counts of the last profiled run (raw counter units) */
+const int8_t *fw_arena_base(void); /* the model's activation arena (fw_arena_bytes long) */
 
 /* ---- provided by startup.c ---- */
 extern uint32_t __stack_bottom, __stack_top; /* the painted stack region (linker script) */

@@ -16,7 +16,7 @@
 #define MAX_RUNS 30u /* counts of one RUN fit one response: 2 + 30 * 8 < MAX_PAYLOAD */
 
 enum { CMD_INFO = 0x01, CMD_ECHO = 0x02, CMD_SET_INPUT = 0x03, CMD_RUN = 0x04, CMD_OP_COUNTS = 0x05,
-       CMD_READ_OUTPUT = 0x06, CMD_STACK = 0x07, CMD_EXIT = 0x08, CMD_BOOT = 0x7E, CMD_FAULT = 0x7F };
+       CMD_READ_OUTPUT = 0x06, CMD_STACK = 0x07, CMD_EXIT = 0x08, CMD_READ_ARENA = 0x09, CMD_BOOT = 0x7E, CMD_FAULT = 0x7F };
 enum { ST_OK = 0, ST_UNKNOWN_CMD = 1, ST_BAD_ARGS = 2, ST_BAD_RANGE = 3, ST_NO_INPUT = 4 };
 
 /* ---- state ---- */
@@ -208,6 +208,15 @@ static int dispatch(uint8_t cmd, const uint8_t *a, uint32_t n, uint8_t *out)
         if (off > fw_output_bytes || len > fw_output_bytes - off || len > MAX_PAYLOAD - 1u)
             return -ST_BAD_RANGE;
         memcpy(out, kws_output() + off, len);
+        return (int)len;
+    }
+    case CMD_READ_ARENA: { /* any bytes of the arena: the tensors still intact after a run */
+        if (n != 6u)
+            return -ST_BAD_ARGS;
+        uint32_t off = get_u32(a), len = get_u16(a + 4);
+        if (off > fw_arena_bytes || len > fw_arena_bytes - off || len > MAX_PAYLOAD - 1u)
+            return -ST_BAD_RANGE;
+        memcpy(out, fw_arena_base() + off, len);
         return (int)len;
     }
     case CMD_STACK:
