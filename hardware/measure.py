@@ -541,7 +541,7 @@ class SerialBoardEvaluator(_BuildingEvaluator):
                 except Exception as e:
                     return _failed(self.name, board, graph, f"programming the board: {e}")
             try:
-                res = self._dialogue(graph, board)
+                res = self._dialogue(graph, board, gm)
             except (BoardReset, _Mismatch) as e:
                 again = attempt == 0 and (isinstance(e, BoardReset) or (e.reflash and self.program is not None))
                 if again:
@@ -555,7 +555,7 @@ class SerialBoardEvaluator(_BuildingEvaluator):
             return _assemble(self.name, board, graph, gm, image, res, variant=self._variant(board))
         raise AssertionError("unreachable")
 
-    def _dialogue(self, graph: Int8Graph, board: Board) -> _SessionResult:
+    def _dialogue(self, graph: Int8Graph, board: Board, gm=None) -> _SessionResult:
         """Open the port and run the measurement session; link trouble becomes :class:`_LinkFailed`."""
         from hardware.link import Link
         from hardware.protocol import BoardFault, BoardReset, Client, ProtocolError
@@ -571,7 +571,7 @@ class SerialBoardEvaluator(_BuildingEvaluator):
         try:
             client = Client(link, timeout_s=self.timeout_s, retries=self.retries)
             return _session(client, graph, graph.digest()[:16], checks=self.checks, runs=self.runs,
-                            per_op=self.per_op, seed=self.seed, run_timeout_s=self._run_timeout_s(graph))
+                            per_op=self.per_op, seed=self.seed, run_timeout_s=self._run_timeout_s(graph), gm=gm)
         except (BoardReset, _Mismatch):
             raise
         except (BoardFault, ProtocolError, OSError) as e:

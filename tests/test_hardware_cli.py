@@ -12,7 +12,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from hardware import write_tflite
+from hardware import read_tflite, write_tflite
 from hardware.boards import all_boards, get_board
 from hardware.emulator import have_qemu
 from hardware.firmware.build import _elf_sections, have_toolchain
@@ -110,6 +110,10 @@ def test_measure_in_the_emulator(capsys, model):
     rc, out, _ = _run(capsys, "measure", model)
     assert rc == 0 and "cached yes" in out and "bit-exact with the reference on 3" in out
     assert "not cycles" in out and "estimate: instructions x CPI" in out
+    # --debug: a build that keeps every intermediate tensor, all compared on the board
+    rc, dbg = _json(capsys, "measure", model, "--debug")
+    activations = sum(t.data is None for t in read_tflite(model.read_bytes()).tensors) - 2
+    assert rc == 0 and dbg["output_match"] is True and dbg["tensors_checked"] == activations > d["tensors_checked"]
 
 
 def test_a_bad_model_file_is_a_user_error(capsys, model, tmp_path):

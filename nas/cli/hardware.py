@@ -37,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "0x08000000\" (run without a shell)")
     p.add_argument("--probe", metavar="ID", help="pyOCD: part of the debug probe's unique ID")
     p.add_argument("--no-cache", action="store_true", help="measure again even if a cached result exists")
+    p.add_argument("--debug", action="store_true", help="a debug build that keeps every intermediate tensor and "
+                   "compares them all with the reference (finds the first op that goes wrong; its flash and RAM "
+                   "are the debug build's, not the model's)")
     p.add_argument("--json", action="store_true", help="print the measurement as JSON")
     p.set_defaults(handler=_measure)
 
@@ -143,7 +146,7 @@ def _columns(rows: list[tuple[str, ...]], right: set[int]) -> list[str]:
 # ---- nas measure ----
 
 def make_evaluator(kind: str | None, board, *, port: str | None = None, variant: str | None = None,
-                   cache: bool = True, flash: str | None = None, probe: str | None = None):
+                   cache: bool = True, flash: str | None = None, probe: str | None = None, debug: bool = False):
     """The evaluator for ``--evaluator``/``--port`` on ``board`` (see ``nas measure --help`` for defaults)."""
     from hardware.emulator import emulation_missing
     from hardware.measure import AnalyticEvaluator, EmulatorEvaluator, SerialBoardEvaluator
@@ -169,8 +172,9 @@ def make_evaluator(kind: str | None, board, *, port: str | None = None, variant:
     if kind == "serial":
         from hardware.flashing import make_programmer
 
-        return SerialBoardEvaluator(port, variant=variant, cache=cache, program=make_programmer(flash, probe=probe))
-    return EmulatorEvaluator(variant=variant, cache=cache)
+        return SerialBoardEvaluator(port, variant=variant, cache=cache, program=make_programmer(flash, probe=probe),
+                                    debug=debug)
+    return EmulatorEvaluator(variant=variant, cache=cache, debug=debug)
 
 
 def count_of(m) -> int | None:
@@ -197,7 +201,7 @@ def _measure(args: argparse.Namespace) -> int:
     data, _ = _load_int8(args.model)
     board, variant = _resolve_board(args)
     m = make_evaluator(args.evaluator, board, port=args.port, variant=variant, cache=not args.no_cache,
-                       flash=args.flash, probe=args.probe).measure(
+                       flash=args.flash, probe=args.probe, debug=args.debug).measure(
         data, board)
     if args.json:
         print(json.dumps(measurement_dict(m, str(args.model)), indent=2))
@@ -247,7 +251,8 @@ def render_measurement(m, board, name: str) -> str:
         lines.append("output       not checked" + (" (analytic: nothing ran)" if m.estimated else ""))
     else:
         verdict = "bit-exact with the reference" if m.output_match else "DIFFERS from the reference"
-        lines.append(f"output       {verdict} on {m.outputs_checked} seeded random input(s)")
+        inner = f", and {m.tensors_checked} intermediate tensor(s)" if m.tensors_checked else ""
+        lines.append(f"output       {verdict} on {m.outputs_checked} seeded random input(s){inner}")
     versions = [v for v in (m.toolchain_version, m.firmware_version and f"firmware {m.firmware_version}",
                             m.qemu_version) if v]
     if versions:
