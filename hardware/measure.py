@@ -90,6 +90,7 @@ class Measurement:
     output_match: bool | None = None
     outputs_checked: int = 0
     tensors_checked: int = 0             # intermediate tensors read from the board and compared too
+    real_inputs_checked: int = 0         # of outputs_checked, inputs from real clips (the rest seeded random)
     toolchain_version: str | None = None
     firmware_version: str | None = None
     qemu_version: str | None = None
@@ -249,13 +250,31 @@ def _device_io(graph: Int8Graph) -> tuple[int, int]:
     return tin, tout
 
 
-def _golden(graph: Int8Graph, dev_in: int, dev_out: int, k: int, seed: int) -> tuple[np.ndarray, dict[int, np.ndarray]]:
-    """``k`` seeded random device inputs (the full integer range) and every tensor of the reference."""
+@runtime_checkable
+class CheckInputs(Protocol):
+    """Real inputs for the device check: ``inputs(graph)`` gives float values for the graph's input
+    ``[n, *shape]`` (features of real clips), or None for a model it has none for; ``id`` names them in
+    the measurement cache key."""
+
+    id: str
+
+    def __call__(self, graph: Int8Graph) -> np.ndarray | None: ...
+
+
+def _golden(graph: Int8Graph, dev_in: int, dev_out: int, k: int, seed: int,
+            real: np.ndarray | None = None) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """``k`` device inputs and every tensor of the reference: ``real`` float inputs first (quantized as
+    TFLM's QUANTIZE does), then seeded random ones over the full integer range."""
+    from hardware.fixedpoint import round_half_away
     from hardware.reference import run_all
 
     t = graph.tensors[dev_in]
     info = np.iinfo(t.dtype.numpy)
     xs = np.random.default_rng(seed).integers(info.min, info.max + 1, size=(k, *t.shape)).astype(t.dtype.numpy)
+    if real is not None and len(real) and tuple(np.shape(real)[1:]) == tuple(t.shape) and t.quantization:
+        q = t.quantization
+        v = round_half_away(np.asarray(real[:k], np.float32) / np.float32(q.scale[0])) + q.zero_point[0]
+        xs[: len(v)] = np.clip(v, info.min, info.max).astype(t.dtype.numpy)
     feed = xs
     if dev_in != graph.inputs[0]:  # float input: the values that QUANTIZE maps back onto xs exactly
         q = t.quantization
@@ -297,10 +316,11 @@ class _SessionResult:
     stack_peak_bytes: int
     mismatch: str | None = None
     tensors_checked: int = 0
+    real_inputs: int = 0
 
 
 def _session(client, graph: Int8Graph, expect_digest: str | None, *, checks: int, runs: int, per_op: bool,
-             seed: int, run_timeout_s: float, gm=None) -> _SessionResult:
+             seed: int, run_timeout_s: float, gm=None, real: np.ndarray | None = None) -> _SessionResult:
     """The measurement dialogue, the same for every board: check identity, then for each random
     input stage it, run it, compare the output with the golden reference, and the intermediate
     tensors the run left intact (``gm.intact_tensors``: the logits before a softmax, typically; every
@@ -322,7 +342,7 @@ def _session(client, graph: Int8Graph, expect_digest: str | None, *, checks: int
     if (info.input_bytes, info.output_bytes) != (tin.nbytes, tout.nbytes):
         raise _Mismatch(f"board's input/output sizes {info.input_bytes}/{info.output_bytes} differ from "
                         f"the model's {tin.nbytes}/{tout.nbytes}")
-    xs, golden = _golden(graph, dev_in, dev_out, checks, seed)
+    xs, golden = _golden(graph, dev_in, dev_out, checks, seed, real)
     tensors = _tensor_checks(gm, graph, dev_in, dev_out) if gm is not None else []
     counts: list[int] = []
     match, detail, compared = True, None, set()
@@ -350,7 +370,8 @@ def _session(client, graph: Int8Graph, expect_digest: str | None, *, checks: int
         client.run(1, per_op=True, timeout_s=run_timeout_s)  # the last input again, with per-op hooks on
         op_counts = client.op_counts(info.num_ops)
     peak, _ = client.stack()
-    return _SessionResult(info, counts, op_counts, match, checks, peak, detail, len(compared))
+    n_real = 0 if real is None or tuple(np.shape(real)[1:]) != tuple(graph.tensors[dev_in].shape) else min(len(real), checks)
+    return _SessionResult(info, counts, op_counts, match, checks, peak, detail, len(compared), n_real)
 
 
 class _Mismatch(RuntimeError):
@@ -392,6 +413,7 @@ def _assemble(name: str, board: Board, graph: Int8Graph, gm, image, res: _Sessio
         ram_arena_bytes=res.info.arena_bytes, ram_stack_bytes=res.stack_peak_bytes,
         ram_harness_bytes=image.ram_split.get("harness") if image is not None else None, ops=ops,
         output_match=res.output_match, outputs_checked=res.outputs_checked, tensors_checked=res.tensors_checked,
+        real_inputs_checked=res.real_inputs,
         toolchain_version=image.toolchain_version if image is not None else None,
         firmware_version=res.info.firmware_version, qemu_version=qemu_version)
 
@@ -406,7 +428,8 @@ class _BuildingEvaluator(_Base):
     def __init__(self, *, checks: int = 3, runs: int = 1, per_op: bool = True, seed: int = 0,
                  variant: str | None = None, stack_bytes: int | None = None, generate: Callable | None = None,
                  run_timeout_s: float | None = None, retries: int = 4,
-                 cache: bool | MeasurementCache = True, debug: bool = False) -> None:
+                 cache: bool | MeasurementCache = True, debug: bool = False,
+                 check_inputs: CheckInputs | None = None) -> None:
         super().__init__(cache=cache)
         if checks < 1 or runs < 1:
             raise ValueError("checks and runs must be at least 1")
@@ -417,6 +440,7 @@ class _BuildingEvaluator(_Base):
         self.run_timeout_s = run_timeout_s  # None: from the model's MACs (_run_timeout_s)
         self.retries = retries              # per protocol request
         self.debug = debug                  # keep_all builds: every intermediate tensor compared (sizes are the debug build's)
+        self.check_inputs = check_inputs    # real inputs for the check (random ones otherwise)
 
     def _variant(self, board: Board) -> str:
         return self.variant or ("dsp" if board.dsp else "plain")
@@ -429,7 +453,8 @@ class _BuildingEvaluator(_Base):
                 "variant": self._variant(board), "stack": self.stack_bytes, "firmware": FIRMWARE_VERSION,
                 "firmware_sources": firmware_sources_digest(), "toolchain": toolchain_version(),
                 "generator": f"{gen.__module__}.{gen.__qualname__}" if gen is not None else "default",
-                "sources": _codegen_digest(), "debug": self.debug}
+                "sources": _codegen_digest(), "debug": self.debug,
+                "inputs": getattr(self.check_inputs, "id", None)}
 
     def _build(self, graph: Int8Graph, board: Board):
         """(gm, image, failed Measurement or None)."""
@@ -448,6 +473,9 @@ class _BuildingEvaluator(_Base):
         except BuildError as e:
             return gm, None, _failed(self.name, board, graph, f"build: {e}", variant=variant)
         return gm, image, None
+
+    def _real(self, graph: Int8Graph) -> np.ndarray | None:
+        return None if self.check_inputs is None else self.check_inputs(graph)
 
     def _run_timeout_s(self, graph: Int8Graph) -> float:
         if self.run_timeout_s is not None:
@@ -486,7 +514,8 @@ class EmulatorEvaluator(_BuildingEvaluator):
                 emu.start()
                 client = Client(emu.link, timeout_s=2.0, retries=self.retries)
                 res = _session(client, graph, gm.model_digest, checks=self.checks, runs=self.runs,
-                               per_op=self.per_op, seed=self.seed, run_timeout_s=self._run_timeout_s(graph), gm=gm)
+                               per_op=self.per_op, seed=self.seed, run_timeout_s=self._run_timeout_s(graph), gm=gm,
+                               real=self._real(graph))
                 client.exit(0)
                 emu.wait(2.0)
                 return _assemble(self.name, board, graph, gm, image, res, variant=self._variant(board),
@@ -571,7 +600,8 @@ class SerialBoardEvaluator(_BuildingEvaluator):
         try:
             client = Client(link, timeout_s=self.timeout_s, retries=self.retries)
             return _session(client, graph, graph.digest()[:16], checks=self.checks, runs=self.runs,
-                            per_op=self.per_op, seed=self.seed, run_timeout_s=self._run_timeout_s(graph), gm=gm)
+                            per_op=self.per_op, seed=self.seed, run_timeout_s=self._run_timeout_s(graph), gm=gm,
+                            real=self._real(graph))
         except (BoardReset, _Mismatch):
             raise
         except (BoardFault, ProtocolError, OSError) as e:

@@ -174,6 +174,8 @@ def test_tiny_search_on_the_emulated_board_and_export(tmp_path: Path, tiny_corpu
         a = t.user_attrs
         assert a["hw_evaluator"] == "emulator" and a["counter"] == "instructions" and a["output_match"] is True
         assert a["latency_kind"] == "estimated" and a["flash_bytes"] > a["int8_tflite_bytes"] // 2
+        # the device check ran the trained model on validation clips' features, and compared its logits too
+        assert a["check_inputs_real"] == 3 and a["check_tensors"] >= 1
     assert nas_main(["export", "--study", "emu", "--trial", str(done[0].number), "--out", "win"]) == 0
     report = json.loads(Path("win/report.json").read_text())
     assert not report["hardware_differences_after_retraining"] and report["measurement"]["output_match"]

@@ -252,7 +252,9 @@ def render_measurement(m, board, name: str) -> str:
     else:
         verdict = "bit-exact with the reference" if m.output_match else "DIFFERS from the reference"
         inner = f", and {m.tensors_checked} intermediate tensor(s)" if m.tensors_checked else ""
-        lines.append(f"output       {verdict} on {m.outputs_checked} seeded random input(s){inner}")
+        real = f"{m.real_inputs_checked} real and " if m.real_inputs_checked else ""
+        lines.append(f"output       {verdict} on {real}{m.outputs_checked - m.real_inputs_checked} seeded random "
+                     f"input(s){inner}")
     versions = [v for v in (m.toolchain_version, m.firmware_version and f"firmware {m.firmware_version}",
                             m.qemu_version) if v]
     if versions:

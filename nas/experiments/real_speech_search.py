@@ -140,11 +140,11 @@ class RealSearchResult:
 # --- 1-2: budgets and searches ---------------------------------------------------------------------------------------
 def target_budgets(cfg: RealSearchConfig, target: str) -> dict[str, float]:
     """The target's measured flash, RAM and latency on the board (the untrained build, as trials are measured)."""
-    from nas.study.candidate import SearchContext, hardware_figures, load_data, make_evaluator, probe_tflite
+    from nas.study.candidate import SearchContext, hardware_figures, probe_tflite
     from nas.study.seeds import reference_budgets
 
     scfg = cfg.study_config(target, "search")
-    ctx = SearchContext(scfg, load_data(scfg), make_evaluator(scfg))
+    ctx = SearchContext.load(scfg)
     return reference_budgets(target, scfg, lambda spec: hardware_figures(
         ctx.evaluator.measure(probe_tflite(spec, ctx.data), scfg.board)), ctx.data.num_classes)
 

@@ -60,14 +60,14 @@ _DATA: dict[str, Any] = {}  # per worker process: the data and evaluator, loaded
 
 
 def _context(setting: dict[str, Any]) -> Any:
-    from nas.study.candidate import SearchContext, load_data, make_evaluator
+    from nas.study.candidate import SearchContext
     from nas.study.config import SearchConfig
 
     key = json.dumps(setting, sort_keys=True)
     if key not in _DATA:
         cfg = SearchConfig.from_dict(setting)
         _DATA.clear()
-        _DATA[key] = SearchContext(cfg, load_data(cfg), make_evaluator(cfg))
+        _DATA[key] = SearchContext.load(cfg)
     return _DATA[key]
 
 

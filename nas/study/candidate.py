@@ -30,6 +30,7 @@ import numpy as np
 
 from hardware.measure import Evaluator, Measurement
 from hardware.tflite_io import write_tflite
+from nas.export.metadata import METADATA_KEY, ModelMetadata
 from nas.export.quantize import quantize_checkpoint
 from nas.models.probe import probe_folded
 from nas.quant.float_graph import float_graph
@@ -59,18 +60,55 @@ class SearchContext:
     def board(self) -> str:
         return self.cfg.board
 
+    @classmethod
+    def load(cls, cfg: SearchConfig) -> SearchContext:
+        """The config's data (decoded once, then cached) and its evaluator, checking on that data."""
+        data = load_data(cfg)
+        return cls(cfg, data, make_evaluator(cfg, data))
 
-def make_evaluator(cfg: SearchConfig) -> Evaluator:
-    """The evaluator a config names (emulator, analytic, or a real board on ``cfg.port``)."""
+
+@dataclass(frozen=True)
+class ValidationInputs:
+    """The device check's inputs for a kwsnas model: features of ``count`` validation clips spread over the
+    split, through the front end the model's metadata names (a model without it keeps random inputs)."""
+
+    data: TrainData
+    count: int = 3
+
+    @property
+    def id(self) -> str:
+        return f"validation:{self.data.validation.key}:{self.count}"
+
+    def __call__(self, graph: Any) -> np.ndarray | None:
+        from nas.export.metadata import MetadataError, ModelMetadata
+
+        try:
+            meta = ModelMetadata.from_graph(graph)
+        except MetadataError:
+            return None
+        n = len(self.data.validation)
+        if meta is None or n == 0:
+            return None
+        shape = graph.tensors[graph.inputs[0]].shape
+        feats = self.data.features("validation", meta.frontend)[np.linspace(0, n - 1, self.count).astype(int)]
+        if feats[0].size != int(np.prod(shape)):
+            return None
+        return np.asarray(feats, np.float32).reshape(len(feats), *shape)
+
+
+def make_evaluator(cfg: SearchConfig, data: TrainData | None = None) -> Evaluator:
+    """The evaluator a config names (emulator, analytic, or a real board on ``cfg.port``); with ``data``,
+    the device check runs kwsnas models on real validation features (`ValidationInputs`) first."""
     from hardware.measure import AnalyticEvaluator, EmulatorEvaluator, SerialBoardEvaluator
 
+    real = None if data is None else ValidationInputs(data)
     if cfg.evaluator == "emulator":
-        return EmulatorEvaluator()
+        return EmulatorEvaluator(check_inputs=real)
     if cfg.evaluator == "analytic":
         return AnalyticEvaluator()
     from hardware.flashing import make_programmer
 
-    return SerialBoardEvaluator(cfg.port, program=make_programmer(cfg.flash))
+    return SerialBoardEvaluator(cfg.port, program=make_programmer(cfg.flash), check_inputs=real)
 
 
 def load_data(cfg: SearchConfig) -> TrainData:
@@ -86,8 +124,9 @@ def probe_tflite(spec: ArchSpec, data: TrainData) -> bytes:
     feats = data.features("validation", spec.frontend)[:PROBE_CALIBRATION_CLIPS]
     if len(feats) == 0:
         feats = np.zeros((1, *spec.frontend.feature_shape), np.float32)
-    fg = float_graph(spec, probe_folded(spec, 0))
-    return write_tflite(quantize_graph(fg, calibrate(fg, feats, clip_percent=0)))
+    meta = {METADATA_KEY: ModelMetadata(tuple(data.labels), spec.frontend, spec.name, spec.digest()).to_json()}
+    fg = float_graph(spec, probe_folded(spec, 0), meta)  # the metadata names the front end for the device check
+    return write_tflite(quantize_graph(fg, calibrate(fg, feats, clip_percent=0), meta))
 
 
 def hardware_figures(m: Measurement) -> dict[str, Any]:
@@ -111,6 +150,8 @@ def hardware_figures(m: Measurement) -> dict[str, Any]:
         "latency_ms": m.latency_ms if measured else m.latency_ms_est,
         "latency_kind": "measured" if measured else "estimated",
         "output_match": m.output_match,
+        "check_inputs_real": m.real_inputs_checked,  # of the device check's inputs, features of real clips
+        "check_tensors": m.tensors_checked,  # intermediate tensors compared beside the output
     }
 
 

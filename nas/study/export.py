@@ -118,7 +118,7 @@ def export_trial(study, cfg: SearchConfig, trial: FrozenTrial, out_dir: Path | s
     load_checkpoint(ckpt, spec)  # the checkpoint is the trial's architecture
     q = quantize_checkpoint(ckpt, out, data, seed=cfg.seed)
     if evaluator is None:
-        evaluator = make_evaluator(cfg)
+        evaluator = make_evaluator(cfg, data)
     m = evaluator.measure((out / "model_int8.tflite").read_bytes(), cfg.board)
     fig = hardware_figures(m)
     differences = {k: (attrs.get(k), fig.get(k)) for k in HARDWARE_MATCH if attrs.get(k) != fig.get(k)}

@@ -33,7 +33,7 @@ def preset_references(cfg: SearchConfig, names: list[str], data=None, evaluator=
         pending.append((name, spec, folder))
     if pending:
         data = data if data is not None else load_data(cfg)
-        evaluator = evaluator if evaluator is not None else make_evaluator(cfg)
+        evaluator = evaluator if evaluator is not None else make_evaluator(cfg, data)
         ctx = SearchContext(cfg.replace(budgets={}), data, evaluator)
         for name, spec, folder in pending:
             fig = evaluate_candidate(spec.with_classes(data.num_classes), ctx, 0, folder)

@@ -325,13 +325,13 @@ def start_search(cfg: SearchConfig, storage: optuna.storages.BaseStorage | None 
     """
     import dataclasses
 
-    from nas.study.candidate import SearchContext, hardware_figures, load_data, make_evaluator, probe_tflite
+    from nas.study.candidate import SearchContext, hardware_figures, probe_tflite
     from nas.study.seeds import queue_seeds, resolve_budgets
 
     preflight(cfg)
     ctx = None
     if cfg.budget_from is not None or cfg.warm_start or cfg.seed_archs:
-        ctx = SearchContext(cfg, load_data(cfg), make_evaluator(cfg))
+        ctx = SearchContext.load(cfg)
 
     def measure(spec: Any) -> dict[str, Any]:
         return hardware_figures(ctx.evaluator.measure(probe_tflite(spec, ctx.data), cfg.board))
@@ -353,13 +353,13 @@ def run_worker(cfg: SearchConfig, study: optuna.Study, n_trials: int | None = No
                callbacks: list | None = None, ctx: Any = None) -> None:
     """Run trials in this process until `target_reached` (or the time limit); ``ctx`` reuses the data
     and evaluator `start_search` loaded."""
-    from nas.study.candidate import SearchContext, load_data, make_evaluator
+    from nas.study.candidate import SearchContext
 
     if target_reached(study, cfg):  # before loading any data: a finished study has nothing to do
         return
     preflight(cfg)
     if ctx is None:
-        ctx = SearchContext(cfg, load_data(cfg), make_evaluator(cfg))
+        ctx = SearchContext.load(cfg)
     failures = StopOnFailures()
     cbs = [*(callbacks or []), StopAtTarget(cfg), failures]
     study.optimize(make_objective(cfg, ctx), n_trials=n_trials, timeout=cfg.time_limit_s, callbacks=cbs,
