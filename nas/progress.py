@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from typing import Any
+from typing import Any, TextIO
 
 
 def on_terminal() -> bool:
@@ -34,8 +34,10 @@ class LineLog:
     limit) when there is one.
     """
 
-    def __init__(self, total: int | None = None, limit_s: float | None = None, already: int = 0) -> None:
+    def __init__(self, total: int | None = None, limit_s: float | None = None, already: int = 0,
+                 stream: TextIO | None = None) -> None:
         self.total, self.limit_s, self.already = total, limit_s, already
+        self.stream = stream  # None: stdout (stderr where stdout carries --json)
         self.t0 = time.monotonic()
 
     def left_s(self, done: int) -> float | None:
@@ -56,7 +58,7 @@ class LineLog:
         if left is not None:
             parts.append(f"~{clock(left)} left")
         line = " | ".join(parts)
-        print(line, flush=True)
+        print(line, flush=True, file=self.stream or sys.stdout)
         return line
 
 
@@ -91,7 +93,7 @@ def trial_line(t: Any) -> str:
     return "  ".join(fields)
 
 
-def epoch_lines(what: str, epochs: float | None) -> Any:
+def epoch_lines(what: str, epochs: float | None, stream: TextIO | None = None) -> Any:
     """An ``after_eval`` hook for `nas.train.train` that prints one line per validation pass (it never
     stops the run): ``what: epoch 3/40, loss 0.41, val 85.2 % (best 86.0 %) | elapsed | ~left``."""
     lines = LineLog(None)
@@ -99,12 +101,12 @@ def epoch_lines(what: str, epochs: float | None) -> Any:
     def after_eval(entry: dict[str, Any]) -> bool:
         epoch = entry["epoch"]
         loss = entry.get("train_loss")
-        text = (f"{what}: epoch {epoch:g}{'' if epochs is None else f'/{epochs:g}'}"
+        text = (f"{what}: epoch {epoch:.4g}{'' if epochs is None else f'/{epochs:g}'}"
                 f"{'' if loss is None else f', loss {loss:.3f}'}, val {100 * entry['val_accuracy']:.2f} %"
                 f" (best {100 * entry['best_val_accuracy']:.2f} %)")
         elapsed = time.monotonic() - lines.t0
         left = "" if not epochs or epoch <= 0 else f" | ~{clock(elapsed / epoch * max(epochs - epoch, 0))} left"
-        print(f"{text} | {clock(elapsed)} elapsed{left}", flush=True)
+        print(f"{text} | {clock(elapsed)} elapsed{left}", flush=True, file=stream or sys.stdout)
         return False
 
     return after_eval

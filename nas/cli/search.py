@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -149,7 +150,7 @@ def _search(args: argparse.Namespace) -> int:
     from nas.cli import UserError
     from nas.study.runner import SearchStalled, target_reached
 
-    with _Progress(study, cfg) as progress:
+    with _Progress(study, cfg, sys.stderr if args.json else None) as progress:
         if cfg.workers == 1:
             try:
                 run_worker(cfg, study, callbacks=[lambda s, t: progress.update()], ctx=ctx)
@@ -252,7 +253,8 @@ def _export(args: argparse.Namespace) -> int:
 
     study, cfg = _open(args)
     trial = pick_trial(study, cfg, trial=args.trial, pick=args.pick)
-    report = export_trial(study, cfg, trial, args.out, retrain_epochs=args.retrain_epochs)
+    report = export_trial(study, cfg, trial, args.out, retrain_epochs=args.retrain_epochs,
+                          epoch_stream=sys.stderr if args.json else None)
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     else:
@@ -289,8 +291,9 @@ class _Progress:
     """On a terminal, a tqdm bar over trained candidates with the feasible count, front size and hypervolume;
     elsewhere (a log file, CI, nohup), one line per finished trial (`nas.progress`)."""
 
-    def __init__(self, study, cfg) -> None:
+    def __init__(self, study, cfg, stream=None) -> None:
         self.study, self.cfg, self.bar, self.lines, self.seen = study, cfg, None, None, set()
+        self.stream = stream  # where the lines go: stdout, or stderr when stdout carries --json
 
     def __enter__(self) -> _Progress:
         from nas.progress import LineLog, on_terminal
@@ -302,7 +305,8 @@ class _Progress:
             self.bar = tqdm(total=self.cfg.trials, unit="trained", desc=f"search {self.cfg.name}")
         else:
             self.seen = {t.number for t in self._finished()}  # a resumed study: report only what is new
-            self.lines = LineLog(self.cfg.trials, self.cfg.time_limit_s, study_summary(self.study, self.cfg)["trained"])
+            self.lines = LineLog(self.cfg.trials, self.cfg.time_limit_s,
+                                 study_summary(self.study, self.cfg)["trained"], self.stream)
         self.update()
         return self
 

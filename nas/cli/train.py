@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +96,8 @@ def _train(args: argparse.Namespace) -> int:
 
         from nas.progress import epoch_lines, on_terminal
 
-        lines = None if on_terminal() else epoch_lines(f"training {spec.name}", cfg.epochs)
+        lines = None if on_terminal() else epoch_lines(f"training {spec.name}", cfg.epochs,
+                                                       sys.stderr if args.json else None)
         try:
             result = train(spec, data, cfg, out_dir=out, progress=progress, after_eval=lines)
         except TrainingDiverged as e:

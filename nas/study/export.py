@@ -19,7 +19,7 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from optuna.trial import FrozenTrial
 
@@ -91,8 +91,9 @@ def pick_trial(study, cfg: SearchConfig, trial: int | None = None, pick: str | N
 
 
 def export_trial(study, cfg: SearchConfig, trial: FrozenTrial, out_dir: Path | str, *, retrain_epochs: int | None = None,
-                 evaluator=None, data=None) -> dict[str, Any]:
-    """Write the winner's files into ``out_dir`` and return the report (also ``report.json``)."""
+                 evaluator=None, data=None, epoch_stream: TextIO | None = None) -> dict[str, Any]:
+    """Write the winner's files into ``out_dir`` and return the report (also ``report.json``); a retraining
+    prints a line per epoch (to ``epoch_stream``, default stdout)."""
     from nas.export.quantize import quantize_checkpoint
     from nas.study.candidate import hardware_figures, load_data, make_evaluator
     from nas.train import TrainConfig, load_checkpoint, train
@@ -108,7 +109,7 @@ def export_trial(study, cfg: SearchConfig, trial: FrozenTrial, out_dir: Path | s
     ckpt = out / "checkpoint"
     if retrain_epochs:
         train(spec, data, TrainConfig(epochs=retrain_epochs, seed=cfg.seed, trial=trial.number), out_dir=ckpt,
-              after_eval=epoch_lines(f"retraining trial {trial.number}", retrain_epochs))
+              after_eval=epoch_lines(f"retraining trial {trial.number}", retrain_epochs, epoch_stream))
     else:
         src = Path(attrs["checkpoint"])
         if not src.is_dir():
