@@ -262,19 +262,18 @@ class CheckInputs(Protocol):
 
 
 def _golden(graph: Int8Graph, dev_in: int, dev_out: int, k: int, seed: int,
-            real: np.ndarray | None = None) -> tuple[np.ndarray, dict[int, np.ndarray]]:
-    """``k`` device inputs and every tensor of the reference: ``real`` float inputs first (quantized as
-    TFLM's QUANTIZE does), then seeded random ones over the full integer range."""
-    from hardware.fixedpoint import round_half_away
-    from hardware.reference import run_all
+            real: np.ndarray | None = None) -> tuple[np.ndarray, dict[int, np.ndarray], int]:
+    """``k`` device inputs, every tensor of the reference, and how many inputs are real: ``real`` float
+    inputs first (quantized as TFLM's QUANTIZE does), then seeded random ones over the full integer range."""
+    from hardware.reference import quantize, run_all
 
     t = graph.tensors[dev_in]
     info = np.iinfo(t.dtype.numpy)
     xs = np.random.default_rng(seed).integers(info.min, info.max + 1, size=(k, *t.shape)).astype(t.dtype.numpy)
+    n_real = 0
     if real is not None and len(real) and tuple(np.shape(real)[1:]) == tuple(t.shape) and t.quantization:
-        q = t.quantization
-        v = round_half_away(np.asarray(real[:k], np.float32) / np.float32(q.scale[0])) + q.zero_point[0]
-        xs[: len(v)] = np.clip(v, info.min, info.max).astype(t.dtype.numpy)
+        n_real = min(len(real), k)
+        xs[:n_real] = quantize(real[:n_real], t.quantization, t.dtype.numpy)
     feed = xs
     if dev_in != graph.inputs[0]:  # float input: the values that QUANTIZE maps back onto xs exactly
         q = t.quantization
@@ -282,7 +281,7 @@ def _golden(graph: Int8Graph, dev_in: int, dev_out: int, k: int, seed: int,
     values = run_all(graph, feed)
     if not np.array_equal(values[dev_in], xs):
         raise _Mismatch("the float input does not quantize back onto the device input")
-    return xs, values
+    return xs, values, n_real
 
 
 # An intermediate tensor at most this big is compared after every check input; bigger ones after the
@@ -342,7 +341,7 @@ def _session(client, graph: Int8Graph, expect_digest: str | None, *, checks: int
     if (info.input_bytes, info.output_bytes) != (tin.nbytes, tout.nbytes):
         raise _Mismatch(f"board's input/output sizes {info.input_bytes}/{info.output_bytes} differ from "
                         f"the model's {tin.nbytes}/{tout.nbytes}")
-    xs, golden = _golden(graph, dev_in, dev_out, checks, seed, real)
+    xs, golden, n_real = _golden(graph, dev_in, dev_out, checks, seed, real)
     tensors = _tensor_checks(gm, graph, dev_in, dev_out) if gm is not None else []
     counts: list[int] = []
     match, detail, compared = True, None, set()
@@ -370,7 +369,6 @@ def _session(client, graph: Int8Graph, expect_digest: str | None, *, checks: int
         client.run(1, per_op=True, timeout_s=run_timeout_s)  # the last input again, with per-op hooks on
         op_counts = client.op_counts(info.num_ops)
     peak, _ = client.stack()
-    n_real = 0 if real is None or tuple(np.shape(real)[1:]) != tuple(graph.tensors[dev_in].shape) else min(len(real), checks)
     return _SessionResult(info, counts, op_counts, match, checks, peak, detail, len(compared), n_real)
 
 
@@ -507,7 +505,7 @@ class EmulatorEvaluator(_BuildingEvaluator):
         gm, image, failed = self._build(graph, board)
         if failed is not None:
             return failed
-        last = ""
+        last, real = "", self._real(graph)
         for attempt in range(2):  # one retry for QEMU or link trouble, then a failed Measurement
             emu = Emulator(image.elf_path, board)
             try:
@@ -515,7 +513,7 @@ class EmulatorEvaluator(_BuildingEvaluator):
                 client = Client(emu.link, timeout_s=2.0, retries=self.retries)
                 res = _session(client, graph, gm.model_digest, checks=self.checks, runs=self.runs,
                                per_op=self.per_op, seed=self.seed, run_timeout_s=self._run_timeout_s(graph), gm=gm,
-                               real=self._real(graph))
+                               real=real)
                 client.exit(0)
                 emu.wait(2.0)
                 return _assemble(self.name, board, graph, gm, image, res, variant=self._variant(board),
@@ -563,6 +561,7 @@ class SerialBoardEvaluator(_BuildingEvaluator):
             gm, image, failed = self._build(graph, board)
             if failed is not None:
                 return failed
+        real = self._real(graph)
         for attempt in range(2):  # a board that reset or runs something else: program it again, once
             if self.program is not None:
                 try:
@@ -570,7 +569,7 @@ class SerialBoardEvaluator(_BuildingEvaluator):
                 except Exception as e:
                     return _failed(self.name, board, graph, f"programming the board: {e}")
             try:
-                res = self._dialogue(graph, board, gm)
+                res = self._dialogue(graph, board, gm, real)
             except (BoardReset, _Mismatch) as e:
                 again = attempt == 0 and (isinstance(e, BoardReset) or (e.reflash and self.program is not None))
                 if again:
@@ -584,7 +583,7 @@ class SerialBoardEvaluator(_BuildingEvaluator):
             return _assemble(self.name, board, graph, gm, image, res, variant=self._variant(board))
         raise AssertionError("unreachable")
 
-    def _dialogue(self, graph: Int8Graph, board: Board, gm=None) -> _SessionResult:
+    def _dialogue(self, graph: Int8Graph, board: Board, gm=None, real: np.ndarray | None = None) -> _SessionResult:
         """Open the port and run the measurement session; link trouble becomes :class:`_LinkFailed`."""
         from hardware.link import Link
         from hardware.protocol import BoardFault, BoardReset, Client, ProtocolError
@@ -601,7 +600,7 @@ class SerialBoardEvaluator(_BuildingEvaluator):
             client = Client(link, timeout_s=self.timeout_s, retries=self.retries)
             return _session(client, graph, graph.digest()[:16], checks=self.checks, runs=self.runs,
                             per_op=self.per_op, seed=self.seed, run_timeout_s=self._run_timeout_s(graph), gm=gm,
-                            real=self._real(graph))
+                            real=real)
         except (BoardReset, _Mismatch):
             raise
         except (BoardFault, ProtocolError, OSError) as e:

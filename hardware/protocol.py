@@ -358,25 +358,20 @@ class Client:
         return out
 
     def read_output(self, nbytes: int) -> bytes:
-        out = bytearray()
-
-        def send(off: int, n: int, retries: int) -> None:
-            data = self.request(Cmd.READ_OUTPUT, struct.pack("<IH", off, n), retries=retries)
-            if len(data) != n:
-                raise ProtocolError(f"READ_OUTPUT returned {len(data)} of {n} bytes")
-            out.extend(data)
-
-        self._chunked(nbytes, 1, OUTPUT_CHUNK, send)
-        return bytes(out)
+        return self._read(Cmd.READ_OUTPUT, 0, nbytes)
 
     def read_arena(self, offset: int, nbytes: int) -> bytes:
         """``nbytes`` of the model's activation arena from ``offset``: the tensors a run left intact."""
+        return self._read(Cmd.READ_ARENA, offset, nbytes)
+
+    def _read(self, cmd: Cmd, offset: int, nbytes: int) -> bytes:
+        """READ_OUTPUT / READ_ARENA in chunks that fit a frame."""
         out = bytearray()
 
         def send(off: int, n: int, retries: int) -> None:
-            data = self.request(Cmd.READ_ARENA, struct.pack("<IH", offset + off, n), retries=retries)
+            data = self.request(cmd, struct.pack("<IH", offset + off, n), retries=retries)
             if len(data) != n:
-                raise ProtocolError(f"READ_ARENA returned {len(data)} of {n} bytes")
+                raise ProtocolError(f"{cmd.name} returned {len(data)} of {n} bytes")
             out.extend(data)
 
         self._chunked(nbytes, 1, OUTPUT_CHUNK, send)

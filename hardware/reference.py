@@ -21,9 +21,9 @@ import numpy as np
 
 from hardware import fixedpoint as fx
 from hardware import op_params
-from hardware.graph import DType, Int8Graph, Op, OpKind
+from hardware.graph import DType, Int8Graph, Op, OpKind, Quantization
 
-__all__ = ["run", "run_all"]
+__all__ = ["quantize", "run", "run_all"]
 
 _CHUNK = 16  # examples evaluated together: small enough to stay in cache (measured ~2x faster than 128)
 _MAX_COLS = 1 << 23  # elements of one im2col chunk (64 MiB of float64): bounds memory on big batches
@@ -349,14 +349,18 @@ def _pad(graph: Int8Graph, op: Op, env) -> np.ndarray:
     return np.pad(x, ((0, 0),) + op.options.paddings, constant_values=fill)
 
 
-def _quantize(graph: Int8Graph, op: Op, env) -> np.ndarray:
-    x = env[op.inputs[0]].astype(np.float32)
-    q = graph.tensors[op.outputs[0]].quantization
+def quantize(x: np.ndarray, q: Quantization, dtype: type = np.int8) -> np.ndarray:
+    """TFLM's QUANTIZE of float values with a per-tensor quantization, saturating at ``dtype``'s range."""
     with np.errstate(invalid="ignore", over="ignore"):
-        r = fx.round_half_away(x / np.float32(q.scale[0]))  # float32 division and roundf, as TFLM
+        r = fx.round_half_away(np.asarray(x, np.float32) / np.float32(q.scale[0]))  # float32 division, roundf
     # Out-of-range and NaN casts are undefined in C; saturate (what Cortex-M's VCVT does), NaN -> 0.
     r = np.nan_to_num(np.clip(r, -2.0**31, 2.0**31 - 1), nan=0.0)
-    return np.clip(r.astype(np.int64) + q.zero_point[0], -128, 127).astype(np.int8)
+    info = np.iinfo(dtype)
+    return np.clip(r.astype(np.int64) + q.zero_point[0], info.min, info.max).astype(dtype)
+
+
+def _quantize(graph: Int8Graph, op: Op, env) -> np.ndarray:
+    return quantize(env[op.inputs[0]], graph.tensors[op.outputs[0]].quantization)
 
 
 def _dequantize(graph: Int8Graph, op: Op, env) -> np.ndarray:

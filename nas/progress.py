@@ -34,7 +34,7 @@ class LineLog:
     limit) when there is one.
     """
 
-    def __init__(self, total: int | None = None, limit_s: float | None = None, already: int = 0,
+    def __init__(self, total: float | None = None, limit_s: float | None = None, already: int = 0,
                  stream: TextIO | None = None) -> None:
         self.total, self.limit_s, self.already = total, limit_s, already
         self.stream = stream  # None: stdout (stderr where stdout carries --json)
@@ -49,9 +49,10 @@ class LineLog:
             estimates.append(max(self.limit_s - elapsed, 0.0))
         return min(estimates) if estimates else None
 
-    def say(self, text: str, done: int | None = None, unit: str = "done") -> str:
+    def say(self, text: str, done: float | None = None, unit: str | None = "done") -> str:
+        """``unit=None``: ``done`` only feeds the estimate (``text`` already says it)."""
         parts = [text]
-        if done is not None:
+        if done is not None and unit is not None:
             parts.append(f"{done}/{self.total} {unit}" if self.total else f"{done} {unit}")
         parts.append(f"{clock(time.monotonic() - self.t0)} elapsed")
         left = None if done is None else self.left_s(done)
@@ -96,17 +97,13 @@ def trial_line(t: Any) -> str:
 def epoch_lines(what: str, epochs: float | None, stream: TextIO | None = None) -> Any:
     """An ``after_eval`` hook for `nas.train.train` that prints one line per validation pass (it never
     stops the run): ``what: epoch 3/40, loss 0.41, val 85.2 % (best 86.0 %) | elapsed | ~left``."""
-    lines = LineLog(None)
+    lines = LineLog(epochs, stream=stream)
 
     def after_eval(entry: dict[str, Any]) -> bool:
-        epoch = entry["epoch"]
         loss = entry.get("train_loss")
-        text = (f"{what}: epoch {epoch:.4g}{'' if epochs is None else f'/{epochs:g}'}"
-                f"{'' if loss is None else f', loss {loss:.3f}'}, val {100 * entry['val_accuracy']:.2f} %"
-                f" (best {100 * entry['best_val_accuracy']:.2f} %)")
-        elapsed = time.monotonic() - lines.t0
-        left = "" if not epochs or epoch <= 0 else f" | ~{clock(elapsed / epoch * max(epochs - epoch, 0))} left"
-        print(f"{text} | {clock(elapsed)} elapsed{left}", flush=True, file=stream or sys.stdout)
+        lines.say(f"{what}: epoch {entry['epoch']:.4g}{'' if epochs is None else f'/{epochs:g}'}"
+                  f"{'' if loss is None else f', loss {loss:.3f}'}, val {100 * entry['val_accuracy']:.2f} %"
+                  f" (best {100 * entry['best_val_accuracy']:.2f} %)", entry["epoch"], unit=None)
         return False
 
     return after_eval

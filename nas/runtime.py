@@ -97,8 +97,7 @@ def quiet_optuna(verbose: bool = False) -> None:
     if not verbose:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         warnings.filterwarnings("ignore", message=r".*is experimental.*")
-    if not verbose:  # per-trial training/export lines would scroll the progress bar away
-        for name in ("nas.train", "nas.export", "nas.data"):
+        for name in ("nas.train", "nas.export", "nas.data"):  # their per-step lines would scroll the bar away
             logging.getLogger(name).setLevel(logging.WARNING)
     # JAX warns at every subprocess (gcc, QEMU) that fork and threads do not mix; subprocess execs at once
     # in the child, so the warned-of deadlock cannot happen there

@@ -303,27 +303,20 @@ def test_ds_cnn_s_on_the_default_board(ds_cnn_s_bytes, variant, tmp_path):
         assert m.flash_bytes <= g.weight_bytes() + g.bias_bytes() + 12 * 1024
 
 
-def test_the_measurement_cache_key_covers_every_module_a_result_depends_on() -> None:
+def test_the_measurement_cache_key_covers_every_module_a_result_depends_on(monkeypatch) -> None:
     """The cache key hashes the code generator and `_VERDICT_MODULES`; every hardware module that the
     generator, the golden reference or the evaluator itself imports (transitively) must be among them,
     or a change to the arithmetic would be served stale measurements."""
-    import ast
     from pathlib import Path
 
     from hardware import measure
+    from tests.test_layering import module_imports
 
     root = Path(measure.__file__).parent
 
     def hardware_imports(path: Path) -> set[str]:
-        out = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = [node.module] if isinstance(node, ast.ImportFrom) and node.module else (
-                [a.name for a in node.names] if isinstance(node, ast.Import) else [])
-            for name in names:
-                parts = name.split(".")
-                if parts[0] == "hardware" and len(parts) > 1 and (root / f"{parts[1]}.py").is_file():
-                    out.add(f"{parts[1]}.py")
-        return out
+        return {f"{m.split('.')[1]}.py" for m in module_imports(path)
+                if m.startswith("hardware.") and (root / f"{m.split('.')[1]}.py").is_file()}
 
     todo = [*sorted((root / "codegen").glob("*.py")), root / "reference.py", root / "measure.py"]
     seen: set[str] = set()
@@ -333,3 +326,7 @@ def test_the_measurement_cache_key_covers_every_module_a_result_depends_on() -> 
             todo.append(root / name)
     needed = seen - {"boards.py", "emulator.py", "link.py", "arena.py", "_tools.py", "flashing.py"}  # how to run, not what
     assert needed <= set(measure._VERDICT_MODULES), sorted(needed - set(measure._VERDICT_MODULES))
+    # and the key really hashes them: one module fewer, another key
+    full = measure._codegen_digest.__wrapped__()
+    monkeypatch.setattr(measure, "_VERDICT_MODULES", measure._VERDICT_MODULES[:-1])
+    assert measure._codegen_digest.__wrapped__() != full

@@ -11,7 +11,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _imports(path: Path) -> set[str]:
+def module_imports(path: Path) -> set[str]:
+    """The absolute module names ``path`` imports (``import a.b``, ``from a.b import c``: ``a.b``)."""
     out = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -27,12 +28,12 @@ def _files(*folders: str) -> list[Path]:
 
 def test_nothing_outside_the_cli_imports_it() -> None:
     bad = [f"{p.relative_to(REPO)}: {m}" for p in _files("nas", "search_spaces", "hardware", "experiments")
-           if "cli" not in p.relative_to(REPO).parts and p.name != "__main__.py" for m in _imports(p) if m == "nas.cli" or m.startswith("nas.cli.")]
+           if "cli" not in p.relative_to(REPO).parts and p.name != "__main__.py" for m in module_imports(p) if m == "nas.cli" or m.startswith("nas.cli.")]
     assert not bad, bad
 
 
 @pytest.mark.parametrize("package", ["nas", "search_spaces"])
 def test_hardware_does_not_import_the_nas(package: str) -> None:
-    bad = [f"{p.relative_to(REPO)}: {m}" for p in _files("hardware") for m in _imports(p)
+    bad = [f"{p.relative_to(REPO)}: {m}" for p in _files("hardware") for m in module_imports(p)
            if m == package or m.startswith(f"{package}.")]
     assert not bad, bad

@@ -4,42 +4,19 @@ and a one-trial `nas search` must all work on it (after the split advice they ar
 
 from __future__ import annotations
 
-import hashlib
 import json
-import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy.io import wavfile
 
-from nas.data.split import TRAIN, hash_split
+from nas.data.split import TRAIN
 from nas.features import get_frontend
 from search_spaces.spec import ArchSpec, Conv, DSConv, GlobalAvgPool
+from tests.conftest import speaker_ids, speakers_in, write_wav_any
 
 WORDS = ("lamp", "fan", "door")
 REPS = 8
-
-
-def _speakers_in_train(n: int) -> list[str]:
-    """Speaker ids that the hash rule puts in training: with only these, validation and test are empty."""
-    out, i = [], 0
-    while len(out) < n:
-        name = hashlib.sha1(f"user{i}".encode()).hexdigest()[:8]
-        i += 1
-        if hash_split(name) == TRAIN:
-            out.append(name)
-    return out
-
-
-def _write_24bit_stereo(path: Path, x: np.ndarray, rate: int) -> None:
-    full = np.clip(np.round(x * 2.0**23), -(2**23), 2**23 - 1).astype(np.int64)
-    frames = np.stack([full, full], axis=1).ravel()
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(2)
-        w.setsampwidth(3)
-        w.setframerate(rate)
-        w.writeframes(b"".join(int(v).to_bytes(3, "little", signed=True) for v in frames))
 
 
 @pytest.fixture(scope="module")
@@ -48,17 +25,17 @@ def own_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rng = np.random.default_rng(0)
     for w_i, word in enumerate(WORDS):
         (root / word).mkdir(parents=True)
-        for spk in _speakers_in_train(2):
+        for spk in speakers_in(TRAIN, 2, speaker_ids("user")):  # validation and test stay empty
             for rep in range(REPS):
                 tone_hz = 300 + 150 * w_i
                 if rep % 2 == 0:  # 8 kHz mono 16-bit, 0.8 s: padded
                     t = np.arange(6400) / 8000
                     x = 0.3 * np.sin(2 * np.pi * tone_hz * t) + 0.01 * rng.standard_normal(t.size)
-                    wavfile.write(root / word / f"{spk}_nohash_{rep}.wav", 8000, np.round(x * 32767).astype(np.int16))
+                    write_wav_any(root / word / f"{spk}_nohash_{rep}.wav", x, 8000, "pcm16")
                 else:  # 44.1 kHz stereo 24-bit, 1.2 s: cropped
                     t = np.arange(52920) / 44100
                     x = 0.3 * np.sin(2 * np.pi * tone_hz * t) + 0.01 * rng.standard_normal(t.size)
-                    _write_24bit_stereo(root / word / f"{spk}_nohash_{rep}.wav", x, 44100)
+                    write_wav_any(root / word / f"{spk}_nohash_{rep}.wav", np.stack([x, x], axis=1), 44100, "pcm24")
     (root / "lamp" / "broken_nohash_0.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt ")
     return root
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from nas.data.wav import BadClipError, fit_length, read_wav, to_float, write_wav
+from tests.conftest import write_wav_any
 
 
 def _wav(path, channels=1, width=2, rate=16000, frames=1600):
@@ -32,30 +33,6 @@ def test_real_clip(sc_test_set):
     assert x.dtype == np.int16 and len(x) == 16000 and np.abs(x).max() > 1000
 
 
-def _pcm_bytes(x: np.ndarray, width: int) -> bytes:
-    """Little-endian PCM of float samples in [-1, 1) at 8/16/24/32 bits (8-bit WAV is unsigned)."""
-    if width == 1:
-        return np.clip(np.round(x * 128 + 128), 0, 255).astype(np.uint8).tobytes()
-    full = np.clip(np.round(x * 2.0 ** (8 * width - 1)), -(2 ** (8 * width - 1)), 2 ** (8 * width - 1) - 1)
-    return b"".join(int(v).to_bytes(width, "little", signed=True) for v in full.astype(np.int64).ravel())
-
-
-def _write_any(path, x: np.ndarray, rate: int, fmt: str):
-    """``x``: float [frames] or [frames, channels]; ``fmt``: pcm8/16/24/32 or float32/64."""
-    from scipy.io import wavfile
-
-    if fmt.startswith("float"):
-        wavfile.write(path, rate, x.astype(fmt))
-        return path
-    width = int(fmt[3:]) // 8
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1 if x.ndim == 1 else x.shape[1])
-        w.setsampwidth(width)
-        w.setframerate(rate)
-        w.writeframes(_pcm_bytes(x, width))
-    return path
-
-
 @pytest.mark.parametrize("rate", [8000, 11025, 16000, 22050, 44100, 48000])
 @pytest.mark.parametrize("fmt", ["pcm8", "pcm16", "pcm24", "pcm32", "float32", "float64"])
 @pytest.mark.parametrize("channels", [1, 2])
@@ -64,7 +41,7 @@ def test_any_common_format_reads_as_16k_mono_int16(tmp_path, rate, fmt, channels
     t = np.arange(round(seconds * rate)) / rate
     tone = amp * np.sin(2 * np.pi * hz * t)
     x = tone if channels == 1 else np.stack([tone, tone], axis=1)  # both channels agree: the mix is the tone
-    y = read_wav(_write_any(tmp_path / "c.wav", x, rate, fmt))
+    y = read_wav(write_wav_any(tmp_path / "c.wav", x, rate, fmt))
     assert y.dtype == np.int16 and len(y) == round(seconds * 16000)
     ideal = amp * 32768 * np.sin(2 * np.pi * hz * np.arange(len(y)) / 16000)
     inner = slice(200, -200)  # the resampling filter's edges
@@ -74,7 +51,7 @@ def test_any_common_format_reads_as_16k_mono_int16(tmp_path, rate, fmt, channels
 
 def test_stereo_is_the_average_of_its_channels(tmp_path):
     left = np.full(1600, 0.5)
-    y = read_wav(_write_any(tmp_path / "s.wav", np.stack([left, -0.25 * np.ones(1600)], axis=1), 16000, "pcm16"))
+    y = read_wav(write_wav_any(tmp_path / "s.wav", np.stack([left, -0.25 * np.ones(1600)], axis=1), 16000, "pcm16"))
     assert np.all(y == round(0.125 * 32768))
 
 

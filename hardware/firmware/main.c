@@ -179,6 +179,18 @@ static int cmd_op_counts(const uint8_t *a, uint32_t n, uint8_t *out)
     return (int)(p - out);
 }
 
+/* READ_OUTPUT and READ_ARENA: u32 offset, u16 length into a buffer of `size` bytes at `base`. */
+static int read_span(const int8_t *base, uint32_t size, const uint8_t *a, uint32_t n, uint8_t *out)
+{
+    if (n != 6u)
+        return -ST_BAD_ARGS;
+    uint32_t off = get_u32(a), len = get_u16(a + 4);
+    if (off > size || len > size - off || len > MAX_PAYLOAD - 1u)
+        return -ST_BAD_RANGE;
+    memcpy(out, base + off, len);
+    return (int)len;
+}
+
 static int dispatch(uint8_t cmd, const uint8_t *a, uint32_t n, uint8_t *out)
 {
     switch (cmd) {
@@ -201,24 +213,10 @@ static int dispatch(uint8_t cmd, const uint8_t *a, uint32_t n, uint8_t *out)
         return cmd_run(a, n, out);
     case CMD_OP_COUNTS:
         return cmd_op_counts(a, n, out);
-    case CMD_READ_OUTPUT: {
-        if (n != 6u)
-            return -ST_BAD_ARGS;
-        uint32_t off = get_u32(a), len = get_u16(a + 4);
-        if (off > fw_output_bytes || len > fw_output_bytes - off || len > MAX_PAYLOAD - 1u)
-            return -ST_BAD_RANGE;
-        memcpy(out, kws_output() + off, len);
-        return (int)len;
-    }
-    case CMD_READ_ARENA: { /* any bytes of the arena: the tensors still intact after a run */
-        if (n != 6u)
-            return -ST_BAD_ARGS;
-        uint32_t off = get_u32(a), len = get_u16(a + 4);
-        if (off > fw_arena_bytes || len > fw_arena_bytes - off || len > MAX_PAYLOAD - 1u)
-            return -ST_BAD_RANGE;
-        memcpy(out, fw_arena_base() + off, len);
-        return (int)len;
-    }
+    case CMD_READ_OUTPUT:
+        return read_span(kws_output(), fw_output_bytes, a, n, out);
+    case CMD_READ_ARENA: /* any bytes of the arena: the tensors still intact after a run */
+        return read_span(fw_arena_base(), fw_arena_bytes, a, n, out);
     case CMD_STACK:
         put_u32(put_u32(out, fw_stack_peak_bytes()),
                 (uint32_t)((char *)&__stack_top - (char *)&__stack_bottom));

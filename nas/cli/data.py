@@ -74,8 +74,7 @@ def render_info(info: dict[str, Any]) -> str:
         lines.append(f"converted to 16 kHz mono 16-bit on load: {conv['clips']} clip(s) ("
                      + ", ".join(f"{n} x {fmt}" for fmt, n in conv["formats"].items()) + ")")
     if info.get("padded") or info.get("cropped"):
-        lines.append(f"fitted to 1 s: {info['padded']} padded, {info['cropped']} cropped"
-                     f" (mean duration {info['mean_duration_s']:.2f} s)")
+        lines.append(f"fitted to 1 s: {info['padded']} padded, {info['cropped']} cropped")
     if info["noise_files"]:
         lines.append("")
         lines.append("background noise: " + ", ".join(

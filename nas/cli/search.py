@@ -297,40 +297,37 @@ class _Progress:
 
     def __enter__(self) -> _Progress:
         from nas.progress import LineLog, on_terminal
-        from nas.study.pareto import study_summary
+        from nas.study.pareto import trained_count
 
         if on_terminal():
             from tqdm import tqdm
 
             self.bar = tqdm(total=self.cfg.trials, unit="trained", desc=f"search {self.cfg.name}")
         else:
-            self.seen = {t.number for t in self._finished()}  # a resumed study: report only what is new
-            self.lines = LineLog(self.cfg.trials, self.cfg.time_limit_s,
-                                 study_summary(self.study, self.cfg)["trained"], self.stream)
+            trials = self.study.get_trials(deepcopy=False)
+            self.seen = {t.number for t in trials if t.state.is_finished()}  # resumed: report only what is new
+            self.lines = LineLog(self.cfg.trials, self.cfg.time_limit_s, trained_count(trials), self.stream)
         self.update()
         return self
 
-    def _finished(self) -> list:
-        from optuna.trial import TrialState
-
-        done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-        return [t for t in self.study.get_trials(deepcopy=False) if t.state in done]
-
     def update(self) -> None:
-        from nas.study.pareto import study_summary
-
-        s = study_summary(self.study, self.cfg)
         if self.bar is not None:
+            from nas.study.pareto import study_summary
+
+            s = study_summary(self.study, self.cfg)
             self.bar.n = s["trained"]  # the target counts trained candidates
             self.bar.set_postfix(tried=s["complete"], pareto=s["pareto_size"], hv=f"{s['hypervolume']:.3f}",
                                  failed=s["failed"])
             return
         from nas.progress import trial_line
+        from nas.study.pareto import trained_count
 
-        for t in sorted(self._finished(), key=lambda t: t.number):
-            if t.number not in self.seen:
+        trials = self.study.get_trials(deepcopy=False)  # one storage read; no hypervolume for a log line
+        trained = trained_count(trials)
+        for t in trials:
+            if t.state.is_finished() and t.number not in self.seen:
                 self.seen.add(t.number)
-                self.lines.say(trial_line(t), s["trained"], "trained")
+                self.lines.say(trial_line(t), trained, "trained")
 
     def __exit__(self, *exc) -> None:
         self.update()

@@ -38,9 +38,6 @@ class SplitData:
     skipped: tuple[tuple[str, str], ...]  # (clip path, reason) of every clip that could not be used
     key: str  # content key: decoded audio and everything derived from it are cached under it
     labels_names: tuple[str, ...]
-    converted: int = 0  # clips read from another rate, width, encoding or channel count
-    padded: int = 0  # clips shorter than clip_samples (zero-padded at the end)
-    cropped: int = 0  # clips longer than clip_samples (cut at the end)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -83,13 +80,12 @@ def load_split(corpus: Corpus, protocol: LabelProtocol, split: str, seed: int = 
             skipped=tuple(tuple(s) for s in meta["skipped"]),
             key=key,
             labels_names=tuple(meta["labels_names"]),
-            converted=meta["converted"], padded=meta["padded"], cropped=meta["cropped"],
         )
 
     bank = None
     rng = np.random.default_rng([seed, 0x5173, {"train": 0, "validation": 1, "test": 2}.get(split, 3)])
     rows, labels, silence, paths, skipped = [], [], [], [], []
-    counts = {"converted": 0, "padded": 0, "cropped": 0}
+    converted = 0  # clips read from another rate, width, encoding or channel count (logged once)
     for ex in examples:
         if ex.rel_path is None:
             if bank is None:
@@ -107,25 +103,23 @@ def load_split(corpus: Corpus, protocol: LabelProtocol, split: str, seed: int = 
                 log.warning("skipping clip: %s", e)
                 skipped.append((str(e.path), e.reason))
                 continue
-            counts["converted"] += not info.is_native()
-            counts["padded"] += len(samples) < clip_samples
-            counts["cropped"] += len(samples) > clip_samples
+            converted += not info.is_native()
             rows.append(fit_length(samples, clip_samples))
             silence.append(False)
         labels.append(ex.label)
         paths.append(ex.rel_path)
-    if counts["converted"]:
-        log.info("%s/%s: converted %d clip(s) to 16 kHz mono 16-bit", corpus.root, split, counts["converted"])
+    if converted:
+        log.info("%s/%s: converted %d clip(s) to 16 kHz mono 16-bit", corpus.root, split, converted)
     if skipped:
         log.warning("%s/%s: skipped %d bad clip(s) of %d", corpus.root, split, len(skipped), len(examples))
     audio = np.stack(rows) if rows else np.zeros((0, clip_samples), np.int16)
     data = SplitData(audio, np.asarray(labels, np.int32), np.asarray(silence, bool), tuple(paths),
-                     tuple(skipped), key, protocol.labels, **counts)
+                     tuple(skipped), key, protocol.labels)
     if use_cache:
         atomic_save_npy(cdir / f"{key}.npy", audio)
         atomic_write_json(cdir / f"{key}.json", {
             "labels": data.labels.tolist(), "silence": data.silence.tolist(), "rel_paths": list(paths),
             "skipped": [list(s) for s in skipped], "labels_names": list(protocol.labels),
-            "root": str(corpus.root), "split": split, **counts,
+            "root": str(corpus.root), "split": split,
         })
     return data

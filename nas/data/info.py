@@ -7,7 +7,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from nas.data.labels import SILENCE
-from nas.data.layout import Corpus
+from nas.data.layout import SPLIT_FIXES, Corpus
 from nas.data.split import SPLITS
 from nas.data.wav import SAMPLE_RATE_HZ, BadClipError, read_wav_info
 
@@ -90,7 +90,5 @@ def split_warnings(splits: dict[str, dict[str, Any]], rule: str, speakers: int) 
     empty = [s for s in SPLITS if splits[s]["clips"] == 0]
     if not empty:
         return []
-    fix = ("list clips in validation_list.txt / testing_list.txt at the corpus root (one relative path per "
-           "line, e.g. yes/alice_nohash_0.wav), or use --split-rule utterance (not speaker-disjoint)")
     why = f" ({speakers} speaker(s): the {rule} rule puts each speaker in one split)" if rule != "utterance" else ""
-    return [f"the {s} split is empty{why}; {fix}" for s in empty]
+    return [f"the {s} split is empty{why}; {SPLIT_FIXES}" for s in empty]

@@ -38,6 +38,9 @@ FULL, TEST_SET = "full", "test-set"
 # "utterance" hashes each clip's path instead of its speaker (80/10/10): for corpora with too few
 # speakers for a speaker-disjoint split; the same speaker's clips then appear in several splits.
 SPLIT_RULES = ("standard", "hash", "speaker-60-20-20", "utterance")
+# What to do when a split comes out empty (said by `nas data info` and by a refused training).
+SPLIT_FIXES = ("list clips in validation_list.txt / testing_list.txt at the corpus root (one relative path per "
+               "line, e.g. yes/alice_nohash_0.wav), or use --split-rule utterance (not speaker-disjoint)")
 
 _UNKNOWN_NAME = re.compile(r"^(?P<word>[A-Za-z]+)_(?P<rest>[0-9a-fA-F]{8}_nohash_.*)$")
 _LIST_FILES = {VALIDATION: "validation_list.txt", TEST: "testing_list.txt"}

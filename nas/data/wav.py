@@ -93,7 +93,8 @@ def _load(path: Path) -> tuple[WavInfo, np.ndarray]:
 
 def _declared_bits(path: Path) -> int | None:
     """Bits per sample from the ``fmt `` chunk (only to tell 24-bit from 32-bit PCM; both arrive as int32)."""
-    head = path.read_bytes()[:4096]
+    with open(path, "rb") as f:
+        head = f.read(4096)
     at = head.find(b"fmt ")
     if at < 0 or at + 24 > len(head):
         return None

@@ -263,7 +263,8 @@ def run_real_speech_search(cfg: RealSearchConfig, out_dir: Path) -> RealSearchRe
                                                  "objectives": list(scfg.objectives)}
             from nas.study.runner import make_space
 
-            exclude = {make_space(scfg).presets()[target].digest()} if target in make_space(scfg).presets() else set()
+            presets = make_space(scfg).presets()
+            exclude = {presets[target].digest()} if target in presets else set()
             for t in best_trials(study, scfg, cfg.picks, exclude):
                 name = f"{target}-{arm}-trial{t.number}"
                 plan.append((target, arm, name, t.user_attrs["spec"], {

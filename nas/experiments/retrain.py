@@ -153,12 +153,3 @@ def run_final_jobs(jobs: list[FinalJob], workers: int = 2,
         for i, f in enumerate(as_completed(futures), 1):
             finished(futures[f], f.result(), i)
     return out
-    ctx = multiprocessing.get_context("spawn")  # fresh interpreters: XLA's thread flags before JAX starts
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_single_threaded) as pool:
-        futures = {pool.submit(run_final_job, job): job for job in todo}
-        for f in as_completed(futures):
-            job = futures[f]
-            out[job.name, job.seed] = f.result()
-            say(f"final training done: {job.name} seed {job.seed} "
-                f"(int8 test {100 * out[job.name, job.seed]['int8_test_accuracy']:.2f} %)")
-    return out

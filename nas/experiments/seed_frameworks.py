@@ -217,13 +217,13 @@ def run_seed_frameworks(cfg: SeedConfig, out_dir: Path, *, progress=None) -> See
                     result.rows.append(row)
                     lines.already += 1  # read back: no time spent
                     continue
-            if progress:
-                progress(f"{protocol} classes: {name}")
-            t_row = time.perf_counter()
             if is_ref and protocol not in ("10", "12"):
                 log.info("%s: a Speech Commands model, not scored on the words %s", name, protocol)
                 lines.already += 1
                 continue
+            if progress:
+                progress(f"{protocol} classes: {name}")
+            t_row = time.perf_counter()
             if is_ref:
                 row = _reference_row(cfg, protocol, name, evaluator)
             else:

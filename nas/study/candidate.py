@@ -30,7 +30,7 @@ import numpy as np
 
 from hardware.measure import Evaluator, Measurement
 from hardware.tflite_io import write_tflite
-from nas.export.metadata import METADATA_KEY, ModelMetadata
+from nas.export.metadata import METADATA_KEY, MetadataError, ModelMetadata
 from nas.export.quantize import quantize_checkpoint
 from nas.models.probe import probe_folded
 from nas.quant.float_graph import float_graph
@@ -80,8 +80,6 @@ class ValidationInputs:
         return f"validation:{self.data.validation.key}:{self.count}"
 
     def __call__(self, graph: Any) -> np.ndarray | None:
-        from nas.export.metadata import MetadataError, ModelMetadata
-
         try:
             meta = ModelMetadata.from_graph(graph)
         except MetadataError:

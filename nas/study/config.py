@@ -20,6 +20,7 @@ Experiments are short override files of this default, each override with its rea
 from __future__ import annotations
 
 import dataclasses
+import functools
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,12 +106,7 @@ class SearchConfig:
     def label_protocol(self) -> Any:
         """The `LabelProtocol` the data will be trained on: ``protocol`` fitted to the corpus (no ``_unknown_``
         class when every word is a keyword), known from the folder listing alone, before any audio is read."""
-        from nas.data.default import resolve_data
-        from nas.data.layout import scan_corpus
-        from nas.data.protocol import fit_to_corpus, get_protocol
-
-        corpus = scan_corpus(resolve_data(self.data), noise_dir=self.noise)
-        return fit_to_corpus(get_protocol(self.protocol), corpus)
+        return _fitted_protocol(self.protocol, self.data, self.noise)
 
     def __post_init__(self) -> None:
         bad = [o for o in self.objectives if o not in OBJECTIVES]
@@ -215,3 +211,14 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> SearchConfi
         return SearchConfig.from_dict(d)
     except TypeError as e:
         raise ValueError(f"{path or 'config'}: {e}") from None
+
+
+@functools.lru_cache(maxsize=8)
+def _fitted_protocol(protocol: str, data: str, noise: str | None) -> Any:
+    """`SearchConfig.label_protocol`, one folder scan per (protocol, data, noise) in a process (a worker
+    asks for its space several times)."""
+    from nas.data.default import resolve_data
+    from nas.data.layout import scan_corpus
+    from nas.data.protocol import fit_to_corpus, get_protocol
+
+    return fit_to_corpus(get_protocol(protocol), scan_corpus(resolve_data(data), noise_dir=noise))

@@ -112,6 +112,13 @@ def hypervolume_history(study: optuna.Study, cfg: SearchConfig,
     return [(t.number, _hypervolume(norm[: i + 1], ones)) for i, t in enumerate(trials)]
 
 
+def trained_count(trials: list[FrozenTrial]) -> int:
+    """Trained candidates among ``trials``: complete, or stopped early by successive halving (what a
+    search's ``trials`` target counts)."""
+    return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) and bool(t.user_attrs.get("trained"))
+               for t in trials)
+
+
 def study_summary(study: optuna.Study, cfg: SearchConfig) -> dict[str, Any]:
     """Counts, front size and the current hypervolume, from one read of the storage (the progress bar
     calls this after every trial)."""
@@ -133,8 +140,7 @@ def study_summary(study: optuna.Study, cfg: SearchConfig) -> dict[str, Any]:
         # evolution sampler refused before they became trials
         "refused": sum("static_reject" in t.user_attrs for t in complete)
         + sum((t.system_attrs.get("kwsnas:evolution") or {}).get("refused", 0) for t in trials),
-        "trained": sum(bool(t.user_attrs.get("trained")) for t in trials
-                       if t.state in (TrialState.COMPLETE, TrialState.PRUNED)),
+        "trained": trained_count(trials),
         "feasible": len(usable),
         "pareto_size": len(_front(usable)),
         "hypervolume": hv,

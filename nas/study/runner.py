@@ -30,6 +30,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
 from nas.study.config import SearchConfig
+from nas.study.pareto import trained_count
 
 log = logging.getLogger(__name__)
 
@@ -212,10 +213,6 @@ MAX_TOTAL_FACTOR = 10  # give up after 10x the target in measured trials: the bu
 MAX_REFUSED_FACTOR = 50  # ... or after 50x in trials the static check refused (each costs milliseconds)
 
 
-def _trained(t: FrozenTrial) -> bool:
-    return bool(t.user_attrs.get("trained"))
-
-
 def target_reached(study: optuna.Study, cfg: SearchConfig) -> bool:
     """``cfg.trials`` counts *trained* candidates, those stopped early by successive halving included
     (over-budget ones cost a measurement, not a training run); a study stops anyway after
@@ -224,7 +221,7 @@ def target_reached(study: optuna.Study, cfg: SearchConfig) -> bool:
         return False
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))  # one storage read
     refused = sum("static_reject" in t.user_attrs for t in done)
-    return (sum(map(_trained, done)) >= cfg.trials or len(done) - refused >= MAX_TOTAL_FACTOR * cfg.trials
+    return (trained_count(done) >= cfg.trials or len(done) - refused >= MAX_TOTAL_FACTOR * cfg.trials
             or refused >= MAX_REFUSED_FACTOR * cfg.trials)
 
 

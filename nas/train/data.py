@@ -22,7 +22,7 @@ from nas.data.augment import NoiseBank, load_noise_bank
 from nas.data.dataset import SplitData, load_split
 from nas.data.default import resolve_data
 from nas.data.featurize import split_features
-from nas.data.layout import DataError, scan_corpus
+from nas.data.layout import SPLIT_FIXES, DataError, scan_corpus
 from nas.data.protocol import STANDARD_12, LabelProtocol, fit_to_corpus, get_protocol
 from nas.train.augment import DeviceNoise
 from search_spaces.frontend import FrontEndConfig
@@ -109,9 +109,7 @@ def prepare_train_data(data: str | Path, protocol: LabelProtocol | str = STANDAR
         raise DataError(
             f"{corpus.root}: no recorded clips in the {'training' if recorded['train'] == 0 else 'validation'} "
             f"split under the {rule_used} split rule (train {recorded['train']}, validation "
-            f"{recorded['validation']}, test {recorded['test']}); with few speakers, list clips in "
-            "validation_list.txt / testing_list.txt at the corpus root (one relative path per line, e.g. "
-            "yes/alice_nohash_0.wav) or use --split-rule utterance (not speaker-disjoint). "
+            f"{recorded['validation']}, test {recorded['test']}); with few speakers, {SPLIT_FIXES}. "
             f"`nas data info {corpus.root}` shows the splits")
     if recorded["test"] == 0:
         log.warning("%s: no recorded clips in the test split under the %s rule: test accuracy will not be "
