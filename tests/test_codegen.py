@@ -404,6 +404,49 @@ def test_host_library_is_cached(dscnn, cache):
     assert first.library_path == second.library_path and first.library_path.exists()
 
 
+def test_softmax_exp_matches_the_reference_for_every_difference(tmp_path):
+    """The C softmax computes exp per element (no table in flash): for every difference 0..255 and
+    scales from tiny to saturating, it must equal the reference's gemmlowp exp exactly."""
+    from hardware import fixedpoint as fx
+    from hardware.op_params import SoftmaxParams  # noqa: F401  (the scales below are its range)
+
+    cases = [(1073741824, 0), (1518500250, 5), (2147483647, 12), (1288490189, 20), (1717986918, 26),
+             (1431655765, 30), (1073741824, 31)]
+    src = tmp_path / "exp.c"
+    src.write_text('#include <stdio.h>\n#include "kws_fixedpoint.h"\nint main(void) {\n'
+                   f"  static const int32_t m[] = {{{', '.join(str(m) for m, _ in cases)}}};\n"
+                   f"  static const int s[] = {{{', '.join(str(s) for _, s in cases)}}};\n"
+                   f"  for (int c = 0; c < {len(cases)}; c++)\n"
+                   '    for (int d = 0; d < 256; d++) printf("%ld\\n", (long)kws_softmax_exp(d, m[c], s[c]));\n'
+                   "  return 0;\n}\n")
+    (tmp_path / "kws_fixedpoint.h").write_text(_generate._kernel_text("kws_fixedpoint.h"))
+    exe = tmp_path / "exp"
+    subprocess.run(["gcc", "-O2", "-std=c99", "-Wall", "-Werror", "-o", str(exe), str(src)], check=True)
+    got = np.array(subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split(), np.int64)
+    d = -np.arange(256, dtype=np.int64)
+    want = np.concatenate([fx.exp_on_negative_values(fx.multiply_by_quantized_multiplier_greater_than_one(d, m, s), 5)
+                           for m, s in cases])
+    np.testing.assert_array_equal(got, want)
+    assert (want[1:256] < want[:255]).any() and (want == 0).any()  # both the decay and the underflow are covered
+
+
+def test_per_channel_constants_stay_compact(dscnn):
+    """Flash of real models: beyond its weights and biases a DS-CNN-S stores per output channel at
+    most 10 bytes for a convolution (multiplier, rounding term, shift: loaded per pixel group),
+    9 for the classifier and 5 for a depthwise layer (multiplier and shift: its kernel derives the
+    rounding term once per channel plane), and no softmax table (exp is computed)."""
+    gm = generate(dscnn, "dsp")
+    src = gm.files["kws_model.c"]
+    sizes = {"int8_t": 1, "int16_t": 2, "int32_t": 4}
+    data = sum(sizes[t] * len(body.strip().rstrip(",").split(",")) for t, body in
+               re.findall(r"static const (int8_t|int16_t|int32_t) kws_op\d+_\w+\[\d*\][^=]*= \{([^}]*)\}", src))
+    per_channel = {OpKind.CONV_2D: 10, OpKind.DEPTHWISE_CONV_2D: 5, OpKind.FULLY_CONNECTED: 9}
+    allowed = sum(per_channel[op.kind] * dscnn.tensors[op.outputs[0]].shape[-1]
+                  for op in dscnn.ops if op.kind in per_channel)
+    assert data - dscnn.weight_bytes() - dscnn.bias_bytes() <= allowed
+    assert "dwplane_dsp" in gm.kernels and "kws_softmax(" in src
+
+
 # ---- Cortex-M cross-compilation (skipped without the toolchain) ----
 
 ARM_GCC = shutil.which("arm-none-eabi-gcc")

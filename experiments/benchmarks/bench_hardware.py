@@ -2,11 +2,14 @@
 kernels, against the product's targets and the published MLPerf Tiny anchors.
 
     .venv/bin/python experiments/benchmarks/bench_hardware.py [--presets ds-cnn-s,cnn-s|all]
-        [--boards mps2-an386,mps2-an500] [--variants plain,dsp] [--seed 0]
+        [--boards mps2-an386,mps2-an500] [--variants plain,dsp] [--seed 0] [--tflite FILE ...]
 
 Models: each preset built with random weights (``nas.models.build_model``), min/max-calibrated on
-random MFCC-like features and quantized (``nas.quant``) to an int8 ``.tflite``. Hardware cost
-does not depend on trained weights (GUIDE §1), so no training is needed.
+random MFCC-like features and quantized (``nas.quant``) to an int8 ``.tflite``; then trained and
+third-party int8 ``.tflite`` files, because their weights set what random ones do not: the
+requantization mode of each layer and how far per-channel scales spread. ``--tflite`` names them;
+without it the trained DS-CNN-S models this machine's experiments left under ``results/`` are used
+(``nas experiment real-speech-search`` or ``seed-frameworks`` on real speech make them).
 
 Targets, per (preset, board, variant): instructions/MAC over the whole inference <= 1.3 (stretch
 <= 1.0); flash <= weight + bias bytes + 12 KiB; total RAM (static + peak stack) <= 0.6 x the TFLM
@@ -46,6 +49,23 @@ MLPERF_ANCHORS = (
                                             "X-CUBE-AI": 75.1, "Plumerai": 71.7}),
     ("DISCO-F746NG", "cortex-m7", 216e6, {"Plumerai": 19.1}),
 )
+
+
+def trained_models() -> list[Path]:
+    """The trained DS-CNN-S int8 files this machine's experiments wrote (first seed of each run)."""
+    found = sorted(REPO.glob("results/*/final/ds-cnn-s-s0/export/model_int8.tflite"))
+    found += sorted(REPO.glob("results/seed-frameworks-*/models/*/ds-cnn-s/export/model_int8.tflite"))
+    return found
+
+
+def file_label(path: Path) -> str:
+    """A row name for a file: its run and model under results/ (trained), else the file name."""
+    try:
+        rel = path.resolve().relative_to(REPO / "results")
+    except ValueError:
+        return path.name
+    parts = [p for p in rel.parts if p not in ("final", "models", "export", "model_int8.tflite")]
+    return "trained " + "/".join(parts)
 
 
 def int8_model(preset: str, seed: int) -> bytes:
@@ -194,6 +214,9 @@ def main() -> int:
     parser.add_argument("--boards", default="mps2-an386", help="comma-separated emulated boards")
     parser.add_argument("--variants", default="plain,dsp", help="kernel variants (dsp is skipped on cores without it)")
     parser.add_argument("--seed", type=int, default=0, help="random weights and calibration features")
+    parser.add_argument("--tflite", action="append", default=None, metavar="FILE",
+                        help="a trained or third-party int8 .tflite to measure as well (repeatable); default: "
+                             "the trained DS-CNN-S models under results/")
     args = parser.parse_args()
     # jax (imported to build the models) warns on every fork; subprocess forks only to exec gcc,
     # QEMU and the TFLM probe at once, which is safe
@@ -216,10 +239,15 @@ def main() -> int:
     import hardware.codegen  # noqa: F401  (imports are not part of a measurement's wall time)
     import hardware.protocol  # noqa: F401
 
+    files = [Path(f) for f in args.tflite] if args.tflite is not None else trained_models()
+    if args.tflite is None:
+        print(f"trained models found under results/: {len(files)}" + ("" if files else
+              " (run `nas experiment real-speech-search experiments/search/real-speech.toml`, or pass --tflite)"))
+    models = [(p, None) for p in presets] + [(file_label(f), f) for f in files]
     rows: list[Row] = []
-    for preset in presets:
+    for preset, path in models:
         t0 = time.perf_counter()
-        data = int8_model(preset, args.seed)
+        data = int8_model(preset, args.seed) if path is None else path.read_bytes()
         g = read_tflite(data)
         try:
             tflm = tflm_arena_bytes(data)

@@ -90,9 +90,10 @@ def _plain_arrays(bias, p) -> list[CArray]:
     return arrays
 
 
-def _dsp_arrays(bias, p, mode: int, pad_even: bool) -> list[CArray]:
+def _dsp_arrays(bias, p, mode: int, pad_even: bool, rounding: bool = True) -> list[CArray]:
     """Requantization pairs {m, rnd} with int8 right shifts (mode 1/2) or {m, 0} with int8 shifts
-    (mode 0), and the bias."""
+    (mode 0), and the bias. ``rounding=False``: multipliers only, for kernels that derive rnd from
+    the shift (kws_rq_rnd): 4 bytes less flash per channel."""
     oc = len(p.multiplier)
     n = oc + (oc & 1) if pad_even else oc
     q = np.zeros((n, 2), np.int64)
@@ -105,7 +106,7 @@ def _dsp_arrays(bias, p, mode: int, pad_even: bool) -> list[CArray]:
         sh[:oc] = right
     else:
         sh[:oc] = shift
-    arrays = [CArray("q", "int32_t", q), CArray("r", "int8_t", sh)]
+    arrays = [CArray("q", "int32_t", q if rounding else q[:, 0]), CArray("r", "int8_t", sh)]
     if bias is not None:
         b = np.zeros(n, np.int64)
         b[:oc] = bias
@@ -240,7 +241,7 @@ def _depthwise(graph: Int8Graph, k: int, op: Op, variant: str, wide: bool = Fals
         scratch = 4 * (iw + kw - 1) * ph * 2
         if scratch <= limit:
             dbl = 2 if mode == 2 else 1
-            arrays = _dsp_arrays(None if bias is None else bias.astype(np.int64) * dbl, p, mode, False)
+            arrays = _dsp_arrays(None if bias is None else bias.astype(np.int64) * dbl, p, mode, False, False)
             arrays.append(CArray("w", "int8_t", np.ascontiguousarray(w.transpose(2, 0, 1)).ravel()))
             geo = (n, ih, iw, ic, kh, kw, *p.pad, ph)
             call = (f"kws_dwplane_dsp({{in0}}, {{out}}, {{w}}, {b}, {{q}}, {{r}}, {{scratch}}, "
@@ -355,23 +356,15 @@ def _add(graph: Int8Graph, k: int, op: Op, variant: str) -> Lowered:
     return Lowered(op.kind, tuple(op.inputs[:2]), op.outputs[0], call, [], 0, stream, kernel="add")
 
 
-def softmax_table(graph: Int8Graph, op: Op) -> tuple[np.ndarray, int]:
-    """exp(-d) in Q0.31 for d = 0..lim (the reference's table) and lim, the last used difference."""
-    p = op_params.softmax_params(graph, op)
-    diff = -np.arange(256, dtype=np.int64)
-    rescaled = fx.multiply_by_quantized_multiplier_greater_than_one(diff, p.input_multiplier, p.input_left_shift)
-    table = fx.exp_on_negative_values(rescaled, 5)
-    lim = int(min(255, -p.diff_min))
-    return table[:lim + 1], lim
-
-
 def _softmax(graph: Int8Graph, k: int, op: Op, variant: str) -> Lowered:
     x = graph.tensors[op.inputs[0]]
     depth = x.shape[-1]
-    table, lim = softmax_table(graph, op)
-    call = f"kws_softmax({{in0}}, {{out}}, {_args(x.size // depth, depth)}, {{t}}, {lim}, {{rev}});"
-    return Lowered(op.kind, (op.inputs[0],), op.outputs[0], call, [CArray("t", "int32_t", table)], 0,
-                   _inplace.softmax_stream(x.shape), kernel="softmax")
+    p = op_params.softmax_params(graph, op)
+    lim = int(min(255, -p.diff_min))  # the largest difference (row max - x) with a nonzero share
+    call = (f"kws_softmax({{in0}}, {{out}}, {_args(x.size // depth, depth, p.input_multiplier, p.input_left_shift)}, "
+            f"{lim}, {{rev}});")
+    return Lowered(op.kind, (op.inputs[0],), op.outputs[0], call, [], 0, _inplace.softmax_stream(x.shape),
+                   kernel="softmax")
 
 
 def _pad(graph: Int8Graph, k: int, op: Op, variant: str) -> Lowered:

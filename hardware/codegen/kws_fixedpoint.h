@@ -77,7 +77,35 @@ KWS_HELPER int8_t kws_requant(int32_t acc, int32_t multiplier, int32_t shift, in
     return (int8_t)kws_clamp32(kws_mbqm(acc, multiplier, shift) + out_off, lo, hi);
 }
 
-/* ---- softmax: gemmlowp's Newton-Raphson reciprocal (hardware/fixedpoint.py) ---- */
+/* ---- softmax: gemmlowp's exp and Newton-Raphson reciprocal (hardware/fixedpoint.py) ---- */
+
+/* exp(a) for a <= 0 in Q5.26 (TFLM's softmax: 5 integer bits), result in Q0.31: a 4th-order
+ * Taylor expansion around -1/8 on [-1/4, 0), then one factor exp(-2^k) per set bit of the rest.
+ * Computed per element instead of a 256-word table: 1 KB less flash, ~100 instructions each. */
+KWS_HELPER int32_t kws_exp_q5(int32_t a)
+{
+    static const int32_t barrel[7] = {1672461947, 1302514674, 790015084, 290630308, 39332535, 720401, 242};
+    if (a == 0)
+        return INT32_MAX;
+    const int32_t quarter = 1 << 24;
+    const int32_t r = (a & (quarter - 1)) - quarter;         /* a mod 1/4, minus 1/4: in [-1/4, 0) */
+    const int32_t x = (int32_t)(((uint32_t)r << 5) + (1u << 28)); /* in Q0.31 (no saturation), + 1/8 */
+    const int32_t x2 = kws_srdhm(x, x), x3 = kws_srdhm(x2, x), x4 = kws_srdhm(x2, x2);
+    const int32_t s = kws_srdhm((int32_t)((uint32_t)kws_rdbpot(x4, 2) + (uint32_t)x3), 715827883); /* / 3 */
+    const int32_t poly = kws_rdbpot((int32_t)((uint32_t)s + (uint32_t)x2), 1);
+    int32_t y = (int32_t)(1895147668u + (uint32_t)kws_srdhm(1895147668, (int32_t)((uint32_t)x + (uint32_t)poly)));
+    const int32_t rest = r - a;                               /* >= 0: whole quarters */
+    for (int k = 0; k < 7; k++)
+        if (rest & (1 << (24 + k)))
+            y = kws_srdhm(y, barrel[k]);
+    return y;
+}
+
+/* exp of -d scaled into Q5.26 as TFLM's softmax does (MultiplyByQuantizedMultiplierGreaterThanOne). */
+KWS_HELPER int32_t kws_softmax_exp(int32_t d, int32_t multiplier, int left_shift)
+{
+    return kws_exp_q5(kws_srdhm((int32_t)((uint32_t)(-d) << left_shift), multiplier));
+}
 
 /* 1/(1+a) for a in [0, 1) in Q0.31: three Newton-Raphson steps in Q2.29. */
 KWS_HELPER int32_t kws_one_over_one_plus_x(int32_t a)

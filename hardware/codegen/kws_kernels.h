@@ -190,11 +190,12 @@ KWS_KERNEL void kws_add(const int8_t *a, const int8_t *bb, int8_t *out, int d0, 
     }
 }
 
-/* SOFTMAX over rows of `depth`: exp of (x - row max) from a 256-entry Q0.31 table computed at
- * generation time; differences beyond `lim` count as exp = 0 and give -128. Each row is read
+/* SOFTMAX over rows of `depth`: exp of -(row max - x), scaled by TFLM's input multiplier and left
+ * shift into Q5.26 (kws_softmax_exp, per element); differences beyond `lim` count as exp = 0 and
+ * give -128. Each row is read
  * twice, then written element by element, each element read just before it is overwritten. */
-KWS_KERNEL void kws_softmax(const int8_t *in, int8_t *out, int rows, int depth, const int32_t *table, int lim,
-                            int rev)
+KWS_KERNEL void kws_softmax(const int8_t *in, int8_t *out, int rows, int depth, int32_t multiplier, int left_shift,
+                            int lim, int rev)
 {
     for (int ri = 0; ri < rows; ri++) {
         const int r = KWS_IDX(ri, rows, rev);
@@ -204,21 +205,24 @@ KWS_KERNEL void kws_softmax(const int8_t *in, int8_t *out, int rows, int depth, 
         for (int i = 0; i < depth; i++)
             mx = kws_max32(mx, x[i]);
         uint32_t sum = 0; /* Q12.19, wrapping like TFLM's int32 sum */
-        for (int i = 0; i < depth; i++) {
-            const int32_t d = mx - x[i];
-            if (d <= lim)
-                sum += (uint32_t)kws_rdbpot(table[d], 12);
-        }
-        int bits;
-        const int32_t recip = kws_reciprocal((int32_t)sum, 12, &bits);
-        const int e = kws_min32(bits + 31 - 8, 31); /* > 31 only for rows TFLM rejects */
-        for (int ii = 0; ii < depth; ii++) {
-            const int i = KWS_IDX(ii, depth, rev);
-            const int32_t d = mx - x[i];
-            int32_t v = -128;
-            if (d <= lim)
-                v = kws_clamp32(kws_rdbpot(kws_srdhm(recip, table[d]), e) - 128, -128, 127);
-            y[i] = (int8_t)v;
+        int32_t recip = 0;
+        int e = 0;
+        for (int pass = 0; pass < 2; pass++) { /* sum, then outputs: one inlined copy of exp */
+            for (int ii = 0; ii < depth; ii++) {
+                const int i = KWS_IDX(ii, depth, rev);
+                const int32_t d = mx - x[i];
+                const int32_t ex = d <= lim ? kws_softmax_exp(d, multiplier, left_shift) : 0;
+                if (pass == 0)
+                    sum += (uint32_t)kws_rdbpot(ex, 12);
+                else
+                    y[i] = (int8_t)(d <= lim ? kws_clamp32(kws_rdbpot(kws_srdhm(recip, ex), e) - 128, -128, 127)
+                                             : -128);
+            }
+            if (pass == 0) {
+                int bits;
+                recip = kws_reciprocal((int32_t)sum, 12, &bits);
+                e = kws_min32(bits + 31 - 8, 31); /* > 31 only for rows TFLM rejects */
+            }
         }
     }
 }

@@ -21,7 +21,8 @@
  *   mode 2 with an even oc, multiplier, rounding term and shifts as one 5-word record per pair of
  *   channels, bias apart.
  * - kws_dwplane_dsp: int8 depthwise weights [C][kh][kw] (the channel's pair words are built in
- *   registers), bias doubled in mode 2.
+ *   registers), bias doubled in mode 2, one int32 multiplier per channel (no rounding term: it
+ *   loads a channel's constants once per plane and derives it, kws_rq_rnd).
  *
  * The innermost steps (kws_gemm_step, kws_dw_pair, kws_dw_odd in kws_acle.h) are inline asm on
  * DSP cores: GCC 12 neither forms LDRD with post-increment from C nor keeps the accumulators in
@@ -65,6 +66,14 @@ KWS_HELPER int32_t kws_rq(int32_t acc, const int32_t *q, int32_t sh, int32_t out
         return kws_smmlar(acc * 2, q[0], q[1] - (int32_t)((uint32_t)acc >> 31)) >> sh;
     const int32_t y = kws_srdhm_pos(acc, q[0]);
     return (y + q[1] + (y >> 31)) >> sh;
+}
+
+/* The rounding term q[1] of kws_rq from the shift, for kernels that load a channel's constants
+ * once per plane: (1 + 2 out_off) << (sh - 1) = 2^(sh-1) + (out_off << sh) in modes 1 and 2 (the
+ * sum wraps like the generator's int32), 0 in mode 0. Saves a word of flash per channel. */
+KWS_HELPER int32_t kws_rq_rnd(int32_t sh, int32_t out_off, int mode)
+{
+    return mode ? (int32_t)((uint32_t)(2 * out_off + 1) << (sh - 1)) : 0;
 }
 
 /* kws_rq for the depthwise kernel, whose accumulators are doubled in mode 2 (doubled weights and
@@ -583,7 +592,7 @@ KWS_HELPER uint32_t kws_pair16(int32_t a, int32_t b, int32_t s)
  * on the input bytes of channel c at the same pixel: exactly in place (output at the input's
  * offset) and nothing else overlapping. */
 KWS_KERNEL void kws_dwplane_dsp(const int8_t *in, int8_t *out, const int8_t *w, const int32_t *bias,
-                                const int32_t *q, const int8_t *rsh, int8_t *scratch, int n, int ih, int iw, int ic,
+                                const int32_t *mul, const int8_t *rsh, int8_t *scratch, int n, int ih, int iw, int ic,
                                 int kh, int kw, int pt, int pl, int ph, int32_t in_off, int32_t out_off, int32_t lo,
                                 int32_t hi, int mode)
 {
@@ -628,9 +637,9 @@ KWS_KERNEL void kws_dwplane_dsp(const int8_t *in, int8_t *out, const int8_t *w, 
                         wv[2 * kx + 1] = (int32_t)kws_pair16(wc[kw + kx], wc[2 * kw + kx], 2);
                     }
                     wv[2 * kw] = bias ? bias[cc] : 0;
-                    wv[2 * kw + 1] = q[2 * cc + 1];
+                    wv[2 * kw + 1] = kws_rq_rnd(rsh[cc], out_off, mode);
                     wv[2 * kw + 2] = (int32_t)(uintptr_t)((const int8_t *)(planes + j * ps) + iw * ph * 2);
-                    kws_dwp3(planes + j * ps, yb + cc, wv, q[2 * cc], rsh[cc], ih / 4, ih % 4, kw, ph * 2, iw * ic, ic,
+                    kws_dwp3(planes + j * ps, yb + cc, wv, mul[cc], rsh[cc], ih / 4, ih % 4, kw, ph * 2, iw * ic, ic,
                              lo, hi);
                     continue;
                 }
@@ -650,8 +659,8 @@ KWS_KERNEL void kws_dwplane_dsp(const int8_t *in, int8_t *out, const int8_t *w, 
                 }
                 (void)nw;
                 const int32_t bc = bias ? bias[cc] : 0;
-                const int32_t *qc = q + 2 * cc;
                 const int32_t sc = rsh[cc];
+                const int32_t qc[2] = {mul[cc], kws_rq_rnd(sc, out_off, mode)};
                 const kws_u32a *pj = planes + j * ps;
                 for (int ox = 0; ox < iw; ox++) {
                     int8_t *y = yb + ox * ic + cc;
