@@ -408,7 +408,6 @@ def test_softmax_exp_matches_the_reference_for_every_difference(tmp_path):
     """The C softmax computes exp per element (no table in flash): for every difference 0..255 and
     scales from tiny to saturating, it must equal the reference's gemmlowp exp exactly."""
     from hardware import fixedpoint as fx
-    from hardware.op_params import SoftmaxParams  # noqa: F401  (the scales below are its range)
 
     cases = [(1073741824, 0), (1518500250, 5), (2147483647, 12), (1288490189, 20), (1717986918, 26),
              (1431655765, 30), (1073741824, 31)]

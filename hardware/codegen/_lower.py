@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hardware import fixedpoint as fx
 from hardware import op_params
 from hardware.codegen import _inplace
 from hardware.graph import GraphError, Int8Graph, Op, OpKind
