@@ -8,19 +8,23 @@ and output counts, dtypes, shapes against the shape each op infers, and the quan
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from hardware import op_params
-from hardware.graph import (
+from hardware.graph_types import (
     WEIGHTED_OPS,
     DType,
     GraphError,
-    Int8Graph,
     Op,
     OpKind,
     Tensor,
     canonical_bias_quantization,
 )
+
+if TYPE_CHECKING:
+    from hardware.graph import Int8Graph
 
 _INTS = (DType.INT8, DType.INT16)
 

@@ -39,11 +39,11 @@ import time
 import weakref
 from pathlib import Path
 
-from hardware._tools import install_hint, version_line
 from hardware.boards import Board, get_board
 from hardware.link import Link
+from hardware.tools import install_hint, version_line
 
-__all__ = ["Emulator", "EmulatorError", "emulation_missing", "have_qemu", "qemu_command", "qemu_version"]
+__all__ = ["Emulator", "EmulatorError", "have_qemu", "qemu_command", "qemu_version"]
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +59,6 @@ class EmulatorError(RuntimeError):
 
 def have_qemu() -> bool:
     return shutil.which(_QEMU) is not None
-
-
-def emulation_missing() -> str | None:
-    """None when the emulator evaluator can run here; else which tools are missing and how to get them."""
-    from hardware.firmware.build import have_toolchain
-
-    missing = [t for t, ok in (("arm-none-eabi-gcc", have_toolchain()), ("qemu-system-arm", have_qemu())) if not ok]
-    return f"{' and '.join(missing)} not found: {install_hint(missing)}" if missing else None
 
 
 def qemu_version() -> str | None:
@@ -181,7 +173,7 @@ class Emulator:
 
     def detach(self) -> str:
         """Close our UART connection but keep QEMU running, so another client (a
-        :class:`~hardware.measure.SerialBoardEvaluator` on :attr:`url`) can connect; returns the URL."""
+        :class:`~hardware.evaluators.SerialBoardEvaluator` on :attr:`url`) can connect; returns the URL."""
         if self.link is not None:
             self.link.close()
             self.link = None

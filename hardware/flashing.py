@@ -1,7 +1,7 @@
 """Putting firmware on a real board: pyOCD (the optional ``boards`` extra) or a command the user gives.
 
 Both are *programmers*: ``programmer(model_bytes, image, board)``, the hook
-:class:`~hardware.measure.SerialBoardEvaluator` calls before talking to the board.
+:class:`~hardware.evaluators.SerialBoardEvaluator` calls before talking to the board.
 
     from hardware.flashing import make_programmer
     prog = make_programmer("pyocd")                                   # the board's pyOCD target name

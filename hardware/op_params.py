@@ -18,20 +18,23 @@ Facts matched (TFLM ``kernels/*_common.cc``, ``kernels/kernel_util.cc``, ``quant
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hardware.fixedpoint import quantize_multiplier, round_half_away
-from hardware.graph import (
+from hardware.graph_types import (
     Activation,
     DType,
     GraphError,
-    Int8Graph,
     Op,
     OpKind,
     Padding,
     Quantization,
 )
+
+if TYPE_CHECKING:
+    from hardware.graph import Int8Graph
 
 __all__ = [
     "AddParams", "ConvParams", "MeanParams", "SoftmaxParams", "activation_range", "add_params",

@@ -42,9 +42,9 @@ from hardware import GraphError, Int8Graph, TfliteError, UnsupportedModelError, 
 from nas.data.dataset import SplitData, load_split
 from nas.data.default import resolve_data
 from nas.data.featurize import split_features
+from nas.data.label_sets import KEYWORDS_ONLY_10, STANDARD_12, LabelProtocol
 from nas.data.labels import KEYWORDS_10, LABELS_12, SILENCE, UNKNOWN
 from nas.data.layout import scan_corpus
-from nas.data.protocol import KEYWORDS_ONLY_10, STANDARD_12, LabelProtocol
 from nas.export.metadata import ModelMetadata
 from nas.quant.ptq import quantize_input  # one int8 input quantizer for the exporter and the evaluator
 from nas.train.evaluate import EvalReport, confusion_matrix

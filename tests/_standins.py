@@ -222,7 +222,7 @@ class FakeBoard:
         import serial
 
         from hardware.firmware.build import FIRMWARE_VERSION
-        from hardware.protocol import MAX_PAYLOAD, PROTOCOL_VERSION, BoardInfo
+        from hardware.wire import MAX_PAYLOAD, PROTOCOL_VERSION, BoardInfo
 
         self.down = serial.serial_for_url(url, timeout=0)     # host -> target
         self.up = serial.serial_for_url(url, timeout=0.05)    # target -> host
@@ -292,7 +292,7 @@ class FakeBoard:
 
     def reset(self) -> None:
         """What a reset does to the firmware: state gone, then the BOOT announcement."""
-        from hardware.protocol import Cmd, encode_frame
+        from hardware.wire import Cmd, encode_frame
 
         self.resets += 1
         self.staged, self._last = False, None
@@ -303,7 +303,7 @@ class FakeBoard:
 
     def _handle(self, raw: bytes) -> bytes | None:
         from hardware import reference
-        from hardware.protocol import PROTOCOL_VERSION, Cmd, Status, decode_frame, encode_frame
+        from hardware.wire import PROTOCOL_VERSION, Cmd, Status, decode_frame, encode_frame
 
         f = decode_frame(raw)
         if f is None or f.version != PROTOCOL_VERSION or f.cmd & 0x80:

@@ -502,7 +502,7 @@ def _asm_path_graph(h: int, seed: int) -> Int8Graph:
 @pytest.mark.parametrize("h", [5, 6, 7, 8])
 def test_asm_kernel_paths_bit_exact_on_the_emulated_m4(h):
     from hardware.boards import get_board
-    from hardware.measure import EmulatorEvaluator
+    from hardware.evaluators import EmulatorEvaluator
     from hardware.tflite_io import write_tflite
 
     m = EmulatorEvaluator(variant="dsp", checks=4).measure(write_tflite(_asm_path_graph(h, 100 + h)),

@@ -9,10 +9,10 @@ import pytest
 
 from nas.data.augment import AugmentConfig, augment_numpy, load_noise_bank
 from nas.data.dataset import load_split
+from nas.data.label_sets import KEYWORDS_ONLY_10, STANDARD_12, get_protocol
+from nas.data.label_sets import build_split as build
 from nas.data.labels import LABELS_12
 from nas.data.layout import DataError, scan_corpus
-from nas.data.protocol import KEYWORDS_ONLY_10, STANDARD_12, get_protocol
-from nas.data.protocol import build_split as build
 
 
 def test_label_orders():

@@ -22,8 +22,8 @@ from hardware.graph import (
     Tensor,
 )
 from nas.cli import main as nas_main
+from nas.data.label_sets import STANDARD_12, LabelProtocol
 from nas.data.labels import LABELS_12
-from nas.data.protocol import STANDARD_12, LabelProtocol
 from nas.evaluate_tflite import (
     TFDS_LABELS,
     EvaluationError,

@@ -16,9 +16,7 @@ import pytest
 from hardware import read_tflite, write_tflite
 from hardware.boards import get_board
 from hardware.emulator import Emulator
-from hardware.firmware.build import FIRMWARE_VERSION, have_toolchain
-from hardware.link import FaultyPort
-from hardware.measure import (
+from hardware.evaluators import (
     AnalyticEvaluator,
     EmulatorEvaluator,
     Evaluator,
@@ -26,6 +24,8 @@ from hardware.measure import (
     MeasurementCache,
     SerialBoardEvaluator,
 )
+from hardware.firmware.build import FIRMWARE_VERSION, have_toolchain
+from hardware.link import FaultyPort
 from tests._standins import FakeBoard, contract_graph, needs_emulation, qemu_children, stub_generate
 
 BOARD = "mps2-an386"
@@ -304,29 +304,35 @@ def test_ds_cnn_s_on_the_default_board(ds_cnn_s_bytes, variant, tmp_path):
 
 
 def test_the_measurement_cache_key_covers_every_module_a_result_depends_on(monkeypatch) -> None:
-    """The cache key hashes the code generator and `_VERDICT_MODULES`; every hardware module that the
-    generator, the golden reference or the evaluator itself imports (transitively) must be among them,
-    or a change to the arithmetic would be served stale measurements."""
+    """The cache key hashes `VERDICT_SOURCES`; every hardware module or package that the generator,
+    the golden reference or the evaluators themselves import (transitively) must be among them, or
+    a change to the arithmetic would be served stale measurements."""
     from pathlib import Path
 
-    from hardware import measure
+    from hardware.evaluators import cache
     from tests.test_layering import module_imports
 
-    root = Path(measure.__file__).parent
+    root = Path(cache.__file__).parents[1]
+
+    def source(name: str) -> Path | None:  # hardware.<name> as a file or a package folder
+        return root / f"{name}.py" if (root / f"{name}.py").is_file() else root / name if (root / name).is_dir() else None
+
+    def files(path: Path) -> list[Path]:
+        return sorted(path.rglob("*.py")) if path.is_dir() else [path]
 
     def hardware_imports(path: Path) -> set[str]:
-        return {f"{m.split('.')[1]}.py" for m in module_imports(path)
-                if m.startswith("hardware.") and (root / f"{m.split('.')[1]}.py").is_file()}
+        return {m.split(".")[1] for m in module_imports(path) if m.startswith("hardware.") and source(m.split(".")[1])}
 
-    todo = [*sorted((root / "codegen").glob("*.py")), root / "reference.py", root / "measure.py"]
+    todo = [*files(root / "codegen"), root / "reference.py", *files(root / "evaluators")]
     seen: set[str] = set()
     while todo:
         for name in hardware_imports(todo.pop()) - seen:
             seen.add(name)
-            todo.append(root / name)
-    needed = seen - {"boards.py", "emulator.py", "link.py", "arena.py", "_tools.py", "flashing.py"}  # how to run, not what
-    assert needed <= set(measure._VERDICT_MODULES), sorted(needed - set(measure._VERDICT_MODULES))
-    # and the key really hashes them: one module fewer, another key
-    full = measure._codegen_digest.__wrapped__()
-    monkeypatch.setattr(measure, "_VERDICT_MODULES", measure._VERDICT_MODULES[:-1])
-    assert measure._codegen_digest.__wrapped__() != full
+            todo += files(source(name))
+    how_to_run = {"boards", "emulator", "link", "arena", "tools", "flashing", "firmware"}  # firmware: its own key
+    needed = {source(n).name for n in seen - how_to_run}
+    assert needed <= set(cache.VERDICT_SOURCES), sorted(needed - set(cache.VERDICT_SOURCES))
+    # and the key really hashes them: one source fewer, another key
+    full = cache.sources_digest.__wrapped__()
+    monkeypatch.setattr(cache, "VERDICT_SOURCES", cache.VERDICT_SOURCES[:-1])
+    assert cache.sources_digest.__wrapped__() != full

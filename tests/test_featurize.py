@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from nas.cache import cache_dir
 from nas.data.dataset import load_split
 from nas.data.featurize import split_features
+from nas.data.label_sets import STANDARD_12
 from nas.data.layout import scan_corpus
-from nas.data.protocol import STANDARD_12
 from nas.data.wav import to_float
 from nas.features import features_numpy, get_frontend
+from nas.files import cache_dir
 
 
 def test_feature_cache_hits_and_keys(tiny_corpus):

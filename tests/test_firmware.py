@@ -16,7 +16,7 @@ from hardware.boards import BoardError, all_boards, board_names, default_board, 
 from hardware.emulator import Emulator, EmulatorError
 from hardware.firmware.build import FIRMWARE_VERSION, DoesNotFit, build_firmware, have_toolchain
 from hardware.link import FaultyPort, Link
-from hardware.protocol import BoardFault, BoardReset, Client, LinkTimeout
+from hardware.wire import BoardFault, BoardReset, Client, LinkTimeout
 from tests._standins import fc_graph, needs_emulation, qemu_children, stub_generate
 
 needs_toolchain = pytest.mark.skipif(not have_toolchain(), reason="arm-none-eabi-gcc not installed")

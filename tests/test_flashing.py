@@ -127,7 +127,7 @@ def test_pyocd_flashes_the_elf_with_the_boards_target_then_resets(monkeypatch: p
 
 
 def test_a_failed_flash_is_a_failed_measurement(monkeypatch: pytest.MonkeyPatch) -> None:
-    from hardware.measure import SerialBoardEvaluator
+    from hardware.evaluators import SerialBoardEvaluator
 
     graph = fc_graph(np.random.default_rng(1), sizes=(16, 4), per_channel=True)
     from hardware.tflite_io import write_tflite

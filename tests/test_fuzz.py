@@ -157,8 +157,8 @@ def _wav_mutants(clean: bytes, count: int, rng: np.random.Generator):
 
 def test_mutated_wav_headers_are_read_or_named_and_skipped(tmp_path: Path, fault_counts):
     from nas.data.dataset import load_split
+    from nas.data.label_sets import get_protocol
     from nas.data.layout import scan_corpus
-    from nas.data.protocol import get_protocol
     from nas.data.wav import BadClipError, read_wav
 
     corpus = make_tiny_corpus(tmp_path / "corpus", ("yes", "no"), speakers=(3, 1, 1), reps=2, noise=False)
@@ -203,7 +203,7 @@ def test_mutated_wav_headers_are_read_or_named_and_skipped(tmp_path: Path, fault
 
 def test_mutated_tflite_files_through_nas_measure(tmp_path: Path, capsys, fault_counts):
     """Analytic on 60 mutants; the emulator (generate, compile, run, compare) on those that still load."""
-    from hardware.emulator import emulation_missing
+    from hardware.evaluators import emulation_missing
     from tests._int8_graphs import ds_cnn_s
 
     bases = [write_tflite(fc_graph(np.random.default_rng(1), sizes=(80, 32, 12), per_channel=True)),

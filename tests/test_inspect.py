@@ -1,4 +1,4 @@
-"""``nas inspect``: the summary's figures are the graph's own, JSON parses, and damaged files fail cleanly."""
+"""``hardware.inspect`` and ``nas inspect``: the summary's figures are the graph's own, JSON parses, and damaged files fail cleanly."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hardware import write_tflite
+from hardware import read_tflite, write_tflite
 from hardware.graph import Int8Graph
+from hardware.inspect import inspect_tflite
 from nas.cli import main as nas_main
 from nas.data.labels import LABELS_12
 from nas.export.metadata import METADATA_KEY, ModelMetadata
-from nas.inspect_model import inspect_tflite
 from search_spaces.frontend import get_frontend
 from tests._fuzz_tflite import mutants
 from tests._int8_graphs import GraphBuilder, ds_cnn_s, float_twin, random_graph
@@ -50,7 +50,7 @@ def test_figures_are_the_graphs(float_io: bool) -> None:
     assert s.ops[-1].kind == ("DEQUANTIZE" if float_io else "SOFTMAX") and s.ops[int(float_io)].activation == "RELU"
     assert s.peak_activation_bytes == _chain_peak(g) == max(op.live_bytes for op in s.ops)
     assert s.peak_activation_bytes == 2 * 25 * 5 * 64  # a depthwise layer's int8 input and output
-    assert s.metadata == META and s.metadata_error is None and s.metadata_keys == (METADATA_KEY,)
+    assert s.metadata_keys == (METADATA_KEY,) and ModelMetadata.from_graph(read_tflite(data, allow_float=True)) == META
     assert not s.is_float
 
 

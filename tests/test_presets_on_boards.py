@@ -42,8 +42,8 @@ def test_every_preset_on_the_host(graphs, variant: str) -> None:
 @pytest.mark.parametrize("board", EMULATED)
 def test_every_preset_on_every_emulated_board(graphs, board: str, tmp_path) -> None:
     from hardware.emulator import have_qemu
+    from hardware.evaluators import EmulatorEvaluator, MeasurementCache
     from hardware.firmware import have_toolchain
-    from hardware.measure import EmulatorEvaluator, MeasurementCache
 
     if not (have_qemu() and have_toolchain()):
         pytest.skip("qemu-system-arm or arm-none-eabi-gcc missing (scripts/bootstrap.sh installs them)")

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hardware.link import FaultyPort, Link
-from hardware.protocol import (
+from hardware.wire import (
     BoardFault,
     Client,
     Cmd,

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from hardware import write_tflite
+from hardware.evaluators import EmulatorEvaluator, Measurement, SerialBoardEvaluator
 from hardware.link import FaultyPort
-from hardware.measure import EmulatorEvaluator, Measurement, SerialBoardEvaluator
 from tests._standins import FakeBoard, contract_graph, needs_emulation, qemu_children, stub_generate
 
 BOARD = "mps2-an386"

@@ -93,7 +93,7 @@ def test_pareto_front_keeps_feasible_trained_non_dominated_trials() -> None:
 
 
 def test_pick_expressions_are_parsed_not_evaluated() -> None:
-    from nas.study.export import ExportError, parse_pick
+    from nas.study.winner import ExportError, parse_pick
 
     assert parse_pick("max accuracy where flash_kb<=64 and ram_kb<32") == (
         "max", "accuracy", [("flash_kb", "<=", 64.0), ("ram_kb", "<", 32.0)])

@@ -89,7 +89,7 @@ class Row:
     preset: str
     board: str
     variant: str
-    m: object            # hardware.measure.Measurement (uncached)
+    m: object            # hardware.evaluators.Measurement (uncached)
     uncached_s: float
     cached_s: float
     flash_limit: int
@@ -98,7 +98,7 @@ class Row:
 
 def measure(data: bytes, board: str, variant: str) -> tuple[object, float, float]:
     """One measurement in a fresh cache directory (nothing reused), then the same one again (cached)."""
-    from hardware.measure import EmulatorEvaluator
+    from hardware.evaluators import EmulatorEvaluator
 
     before = os.environ.get("KWSNAS_CACHE_DIR")
     with tempfile.TemporaryDirectory(prefix="kwsnas-bench-") as cache:
@@ -237,7 +237,7 @@ def main() -> int:
     boards = [get_board(b) for b in args.boards.split(",")]
     print(f"{toolchain_version()}; {qemu_version()}; {os.cpu_count()} CPUs")
     import hardware.codegen  # noqa: F401  (imports are not part of a measurement's wall time)
-    import hardware.protocol  # noqa: F401
+    import hardware.wire  # noqa: F401
 
     files = [Path(f) for f in args.tflite] if args.tflite is not None else trained_models()
     if args.tflite is None:

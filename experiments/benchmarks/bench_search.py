@@ -93,7 +93,7 @@ def report(args: argparse.Namespace) -> None:
     import numpy as np
 
     from nas.runtime import quiet_optuna
-    from nas.study.pareto import reference_point, usable_trials  # noqa: F401
+    from nas.study.pareto import hypervolume, hypervolume_reference, usable_trials
     from nas.study.runner import open_study
 
     quiet_optuna()
@@ -108,10 +108,8 @@ def report(args: argparse.Namespace) -> None:
     if not values:
         raise SystemExit("no usable trial in any study")
     cfg0 = next(iter(studies.values()))[0]
-    ref = reference_point(cfg0, np.array(list(values.values())).max(axis=0))
+    ref = hypervolume_reference(cfg0, np.array(list(values.values())).max(axis=0))
     print("shared reference point: " + ", ".join(f"{n} {v:.4g}" for n, v in zip(cfg0.objectives, ref, strict=True)))
-
-    from nas.study.pareto import _hypervolume
 
     curves: dict[str, list[list[float]]] = {}
     cost: dict[str, list[tuple[float, float, float]]] = {}
@@ -125,7 +123,7 @@ def report(args: argparse.Namespace) -> None:
         for t in done:
             if t.number in ok:
                 pts.append(np.array(values[(sampler, seed), t.number]) / ref)
-            curve.append(_hypervolume(np.array(pts), np.ones(len(ref))) if pts else 0.0)
+            curve.append(hypervolume(np.array(pts), np.ones(len(ref))) if pts else 0.0)
         curves.setdefault(sampler, []).append(curve)
         for t in done:
             total = (t.datetime_complete - t.datetime_start).total_seconds()
@@ -171,7 +169,7 @@ def _values_now(studies: dict, args: argparse.Namespace) -> dict:
     """Every trained trial's objectives with flash, RAM and latency measured again by today's code generator
     and evaluator (cached by model digest), so studies that ran while the kernels changed are judged alike."""
     from hardware.boards import get_board
-    from hardware.measure import AnalyticEvaluator, EmulatorEvaluator
+    from hardware.evaluators import AnalyticEvaluator, EmulatorEvaluator
     from nas.study.candidate import hardware_figures
     from nas.study.objectives import is_feasible, objective_values
 

@@ -55,7 +55,7 @@ def main() -> int:
     ap.add_argument("--board", default="mps2-an386")
     ap.add_argument("--n", type=int, default=60, help="sampled and mutated specs (about)")
     args = ap.parse_args()
-    from hardware.measure import EmulatorEvaluator
+    from hardware.evaluators import EmulatorEvaluator
     from hardware.tflite_io import write_tflite
     from nas.models.probe import probe_folded
     from nas.quant.float_graph import float_graph

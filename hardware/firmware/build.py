@@ -35,8 +35,8 @@ from pathlib import Path
 from string import Template
 from typing import Any, Protocol
 
-from hardware._tools import install_hint, version_line
 from hardware.boards import Board, get_board
+from hardware.tools import install_hint, version_line
 
 __all__ = [
     "FIRMWARE_VERSION", "BuildError", "DoesNotFit", "FirmwareImage", "GeneratedSources", "ToolchainMissing",
@@ -47,9 +47,9 @@ log = logging.getLogger(__name__)
 
 FIRMWARE_VERSION = "1.2"   # fw.h FW_VERSION (0x0102); bump with any change to the target side
 SOURCE_DIR = Path(__file__).resolve().parent
-_COMMON_SOURCES = ("startup.c", "main.c", "runtime.c")  # + board_<platform>.c; model_glue.c goes with the model
+COMMON_SOURCES = ("startup.c", "main.c", "runtime.c")  # + board_<platform>.c; model_glue.c goes with the model
 DEFAULT_STACK_BYTES = 4096  # reserved and painted; the measured peak is what counts as RAM used
-_CFLAGS = (
+CFLAGS = (
     "-O2", "-g0", "-std=gnu11", "-Wall", "-Wno-unused-function",
     "-ffunction-sections", "-fdata-sections",  # with --gc-sections: only what is called is linked
     "-fno-common", "-fno-strict-aliasing",
@@ -165,13 +165,13 @@ def _build_key(gm: GeneratedSources, board: Board, stack_bytes: int, toolchain: 
     for name in sorted(gm.files):
         h.update(name.encode() + b"\0" + gm.files[name].encode() + b"\0")
     h.update(json.dumps([gm.model_digest, board.fingerprint(), stack_bytes, toolchain, FIRMWARE_VERSION,
-                         firmware_sources_digest(), _CFLAGS]).encode())
+                         firmware_sources_digest(), CFLAGS]).encode())
     return h.hexdigest()[:24]
 
 
 # ---- the build ----
 
-def _defines(board: Board) -> list[str]:
+def board_defines(board: Board) -> list[str]:
     d = {
         "BOARD_NAME": json.dumps(board.name), "BOARD_CLOCK_HZ": f"{board.clock_hz}u",
         "BOARD_UART_BASE": f"0x{board.uart_base:08X}u", "BOARD_UART_IRQ": str(board.uart_rx_irq),
@@ -186,7 +186,7 @@ def _defines(board: Board) -> list[str]:
     return [f"-D{k}={v}" for k, v in d.items()]
 
 
-def _linker_script(board: Board, stack_bytes: int) -> str:
+def linker_script(board: Board, stack_bytes: int) -> str:
     return Template((SOURCE_DIR / "link_template.ld").read_text()).substitute(
         flash_origin=f"0x{board.flash.origin:08X}", flash_length=f"0x{board.flash.length_bytes:X}",
         ram_origin=f"0x{board.ram.origin:08X}", ram_length=f"0x{board.ram.length_bytes:X}",
@@ -266,16 +266,16 @@ def _board_objects(board: Board, toolchain: str) -> tuple[Path, list[str]]:
     platform = SOURCE_DIR / f"board_{board.platform}.c"
     if not platform.is_file():
         raise BuildError(f"board {board.name}: no platform file {platform.name}")
-    sources = [SOURCE_DIR / s for s in _COMMON_SOURCES] + [platform]
+    sources = [SOURCE_DIR / s for s in COMMON_SOURCES] + [platform]
     names = [s.with_suffix(".o").name for s in sources]
-    key = hashlib.sha256(json.dumps([board.fingerprint(), toolchain, firmware_sources_digest(), _CFLAGS])
+    key = hashlib.sha256(json.dumps([board.fingerprint(), toolchain, firmware_sources_digest(), CFLAGS])
                          .encode()).hexdigest()[:24]
     entry = firmware_cache_dir() / f"objects-{key}"
     if all((entry / n).is_file() for n in names):
         return entry, names
     tmp = Path(tempfile.mkdtemp(prefix=".objects-", dir=firmware_cache_dir()))
     try:
-        _run([shutil.which(_gcc()) or _gcc(), *board.cflags, *_CFLAGS, *_defines(board), f"-I{SOURCE_DIR}", "-c",
+        _run([shutil.which(_gcc()) or _gcc(), *board.cflags, *CFLAGS, *board_defines(board), f"-I{SOURCE_DIR}", "-c",
               *map(str, sources)], tmp, "compiling the firmware")
         try:
             os.replace(tmp, entry)
@@ -297,11 +297,11 @@ def _build_in(work: Path, gm: GeneratedSources, board: Board, stack_bytes: int, 
     if "kws_model.h" not in gm.files:
         raise BuildError("the generated sources have no kws_model.h")
     gen_c = [str(gen / n) for n in sorted(gm.files) if n.endswith(".c")]
-    (work / "link.ld").write_text(_linker_script(board, stack_bytes))
+    (work / "link.ld").write_text(linker_script(board, stack_bytes))
     obj_dir, fw_objs = _board_objects(board, toolchain)
     elf = work / "fw.elf"
     # one driver call compiles the model (with the per-op counter hooks force-included) and links
-    _run([shutil.which(_gcc()) or _gcc(), *board.cflags, *_CFLAGS, *_defines(board), f"-I{SOURCE_DIR}",
+    _run([shutil.which(_gcc()) or _gcc(), *board.cflags, *CFLAGS, *board_defines(board), f"-I{SOURCE_DIR}",
           f"-I{gen}", "-include", str(SOURCE_DIR / "profile.h"), str(SOURCE_DIR / "model_glue.c"), *gen_c,
           *[str(obj_dir / o) for o in fw_objs],
           "-nostdlib", "-nostartfiles", "-T", str(work / "link.ld"), "-Wl,--gc-sections",

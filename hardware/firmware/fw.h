@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 #define FW_VERSION 0x0102u      /* major << 8 | minor; also in hardware/firmware/build.py */
-#define FW_PROTOCOL_VERSION 1u  /* hardware/protocol.py PROTOCOL_VERSION */
+#define FW_PROTOCOL_VERSION 1u  /* hardware/wire.py PROTOCOL_VERSION */
 
 #define REG32(addr) (*(volatile uint32_t *)(addr))
 
@@ -28,7 +28,7 @@
 #define SYST_CVR REG32(0xE000E018u)
 #define ICSR_PENDSTSET (1u << 26)
 
-/* Counter kinds reported by board-info (protocol.py CounterKind). */
+/* Counter kinds reported by board-info (hardware/wire.py CounterKind). */
 #define COUNTER_CYCLES 0u
 #define COUNTER_INSTRUCTIONS 1u
 

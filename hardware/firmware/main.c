@@ -1,4 +1,4 @@
-/* The protocol server: the target side of hardware/protocol.py (the wire format is documented
+/* The protocol server: the target side of hardware/wire.py (the wire format is documented
  * there). One request frame in, one response frame out; the last response is kept so that a
  * retried request (same sequence number, command and CRC) is answered again without running the
  * command twice.

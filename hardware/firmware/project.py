@@ -19,17 +19,18 @@ import shutil
 from pathlib import Path
 
 from hardware.boards import Board, get_board
+from hardware.emulator import qemu_command
 from hardware.firmware.build import (
-    _CFLAGS,
-    _COMMON_SOURCES,
+    CFLAGS,
+    COMMON_SOURCES,
     DEFAULT_STACK_BYTES,
     FIRMWARE_VERSION,
     SOURCE_DIR,
     BuildError,
     FirmwareImage,
     GeneratedSources,
-    _defines,
-    _linker_script,
+    board_defines,
+    linker_script,
 )
 
 __all__ = ["write_project"]
@@ -45,7 +46,7 @@ def _firmware_files(board: Board) -> tuple[list[str], list[str]]:
     platform = f"board_{board.platform}.c"
     if not (SOURCE_DIR / platform).is_file():
         raise BuildError(f"board {board.name}: no platform file {platform}")
-    sources = [*_COMMON_SOURCES, platform]
+    sources = [*COMMON_SOURCES, platform]
     headers, todo = ["profile.h"], [*sources, "model_glue.c", "profile.h"]
     while todo:
         for name in _INCLUDE.findall((SOURCE_DIR / todo.pop()).read_text()):
@@ -56,7 +57,7 @@ def _firmware_files(board: Board) -> tuple[list[str], list[str]]:
 
 
 def _makefile(gm: GeneratedSources, board: Board, sources: list[str]) -> str:
-    flags = " ".join(shlex.quote(f) for f in (*board.cflags, *_CFLAGS, *_defines(board)))
+    flags = " ".join(shlex.quote(f) for f in (*board.cflags, *CFLAGS, *board_defines(board)))
     gen_c = " ".join(f"gen/{n}" for n in sorted(gm.files) if n.endswith(".c"))
     fw_c = " ".join(f"fw/{n}" for n in sources)
     return f"""\
@@ -123,8 +124,6 @@ def _run_instructions(board: Board, model_name: str | None) -> str:
     model = model_name or "MODEL.tflite"
     flags = _board_flags(board)
     if board.emulated:
-        from hardware.emulator import qemu_command
-
         cmd = qemu_command("fw.elf", board, _DEMO_PORT)
         cmd[0] = "qemu-system-arm"
         return f"""\
@@ -177,7 +176,7 @@ This is the firmware `nas measure` builds: the generated int8 model (gen/kws_mod
 kernels inlined from the gen/*.h headers) plus a small protocol server (fw/main.c) that takes
 inputs over the UART, runs the model, counts instructions or cycles (per op on request) and
 sends outputs back. It prints nothing by itself: the host drives it with kwsnas's framed
-protocol (hardware/protocol.py). To call the model from your own application instead, take
+protocol (hardware/wire.py). To call the model from your own application instead, take
 gen/ and use kws_input(), kws_run(), kws_output() (see gen/kws_model.h).
 {sizes}
 Rebuild
@@ -213,7 +212,7 @@ def write_project(gm: GeneratedSources, board: Board | str, out_dir: Path | str,
         (out / "gen" / name).write_text(text)
     for name in (*sources, "model_glue.c", *headers):
         shutil.copyfile(SOURCE_DIR / name, out / "fw" / name)
-    (out / "link.ld").write_text(_linker_script(board, stack_bytes))
+    (out / "link.ld").write_text(linker_script(board, stack_bytes))
     (out / "Makefile").write_text(_makefile(gm, board, sources))
     if model_bytes is not None:
         (out / model_name).write_bytes(bytes(model_bytes))

@@ -20,13 +20,10 @@ from nas.cli import inspect as inspect_cli
 from nas.cli import quantize as quantize_cli
 from nas.cli import search as search_cli
 from nas.cli import train as train_cli
+from nas.cli.errors import UserError
 
 _VERBS = (data_cli, arch_cli, train_cli, quantize_cli, inspect_cli, evaluate_cli, search_cli, hardware_cli,
           experiment_cli)
-
-
-class UserError(Exception):
-    """A problem with the user's input, reported as one line without a traceback."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from nas.cli.errors import UserError
 from nas.data.layout import SPLIT_RULES
 
 
@@ -35,7 +36,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from nas.cli import UserError
     from nas.cli.inspect import read_model_bytes
     from nas.evaluate_tflite import LABEL_ORDERS, EvaluationError, evaluate_tflite
 

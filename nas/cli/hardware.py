@@ -15,9 +15,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hardware.evaluators import EVALUATORS
+from nas.cli.errors import UserError
+
 log = logging.getLogger(__name__)
 
-EVALUATORS = ("emulator", "serial", "analytic")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -68,8 +70,6 @@ def _kib(n: int) -> str:
 def _resolve_board(args: argparse.Namespace):
     """(board, variant) from --board/--variant/--flash-kib/--ram-kib; user mistakes as UserError."""
     from hardware.boards import BoardError, get_board
-    from nas.cli import UserError
-
     if any(n is not None and n <= 0 for n in (args.flash_kib, args.ram_kib)):
         raise UserError("--flash-kib and --ram-kib must be positive")
     try:
@@ -88,7 +88,6 @@ def _resolve_board(args: argparse.Namespace):
 def _load_int8(path: Path):
     """(bytes, graph) of an int8 .tflite; anything else is a UserError naming the file."""
     from hardware.tflite_io import TfliteError, read_tflite
-    from nas.cli import UserError
     from nas.cli.inspect import read_model_bytes
 
     data = read_model_bytes(path)
@@ -148,33 +147,12 @@ def _columns(rows: list[tuple[str, ...]], right: set[int]) -> list[str]:
 def make_evaluator(kind: str | None, board, *, port: str | None = None, variant: str | None = None,
                    cache: bool = True, flash: str | None = None, probe: str | None = None, debug: bool = False):
     """The evaluator for ``--evaluator``/``--port`` on ``board`` (see ``nas measure --help`` for defaults)."""
-    from hardware.emulator import emulation_missing
-    from hardware.measure import AnalyticEvaluator, EmulatorEvaluator, SerialBoardEvaluator
-    from nas.cli import UserError
-
-    missing = emulation_missing() if kind in (None, "emulator") else None
-    if kind is None:
-        kind = "serial" if port or not board.emulated else "emulator"
-        if kind == "emulator" and missing:
-            log.warning("estimating analytically: %s", missing)
-            kind = "analytic"
-    elif kind == "emulator" and missing:
-        raise UserError(f"--evaluator emulator: {missing}")
-    if port and kind != "serial":
-        raise UserError(f"--port is for --evaluator serial, not {kind}")
-    if kind == "emulator" and not board.emulated:
-        raise UserError(f"board {board.name} is a real board: use --evaluator serial --port URL "
-                        "(or --evaluator analytic)")
-    if kind == "analytic":
-        return AnalyticEvaluator(variant=variant)  # pure and fast: not worth a disk cache
-    if flash and kind != "serial":
-        raise UserError(f"--flash is for real boards (--evaluator serial), not {kind}")
-    if kind == "serial":
-        from hardware.flashing import make_programmer
-
-        return SerialBoardEvaluator(port, variant=variant, cache=cache, program=make_programmer(flash, probe=probe),
-                                    debug=debug)
-    return EmulatorEvaluator(variant=variant, cache=cache, debug=debug)
+    from hardware.evaluators import EvaluatorChoiceError, get_evaluator
+    try:
+        return get_evaluator(kind, board, port=port, variant=variant, cache=cache, flash=flash, probe=probe,
+                             debug=debug)
+    except EvaluatorChoiceError as e:
+        raise UserError(str(e)) from e
 
 
 def count_of(m) -> int | None:
@@ -297,8 +275,6 @@ def _firmware(args: argparse.Namespace) -> int:
     from hardware.codegen import generate
     from hardware.firmware.build import BuildError, DoesNotFit, ToolchainMissing, build_firmware
     from hardware.firmware.project import write_project
-    from nas.cli import UserError
-
     data, graph = _load_int8(args.model)
     board, variant = _resolve_board(args)
     try:

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from nas.cli.errors import UserError
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("inspect", help="summarise a .tflite: ops, parameters, MACs, peak memory, metadata")
@@ -17,8 +19,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def read_model_bytes(path: Path) -> bytes:
     """The file's bytes; an unreadable path becomes a `UserError` naming it."""
-    from nas.cli import UserError
-
     try:
         return path.read_bytes()
     except FileNotFoundError:
@@ -28,15 +28,16 @@ def read_model_bytes(path: Path) -> bytes:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from nas.cli import UserError
-    from nas.inspect_model import inspect_tflite
+    from hardware.inspect import summarize
+    from hardware.tflite_io import read_tflite
+    from nas.export.metadata import metadata_summary
 
     data = read_model_bytes(args.model)
     try:
-        summary = inspect_tflite(data)
+        graph = read_tflite(data, allow_float=True)
     except ValueError as e:
         raise UserError(f"{args.model}: {e}") from None
-    d = summary.to_dict()
+    d = {**summarize(graph, len(data)).to_dict(), **metadata_summary(graph)}
     print(json.dumps(d, indent=2) if args.json else render(d, str(args.model)))
     return 0
 

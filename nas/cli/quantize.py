@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from nas.cli.errors import UserError
 from nas.data.layout import SPLIT_RULES
 
 
@@ -31,7 +32,6 @@ def _quantize(args: argparse.Namespace) -> int:
     from nas import runtime
 
     runtime.ensure_fast_allocator()
-    from nas.cli import UserError
     from nas.export.quantize import quantize_checkpoint
     from nas.train import prepare_train_data
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nas.cli.errors import UserError
 from nas.data.layout import SPLIT_RULES
 from nas.runtime import quiet_optuna
 from nas.study.config import SAMPLERS
@@ -106,8 +107,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _budgets(items: list[str]) -> dict[str, float] | None:
-    from nas.cli import UserError
-
     if not items:
         return None
     out = {}
@@ -147,7 +146,6 @@ def _search(args: argparse.Namespace) -> int:
     cfg, study, ctx, _ = start_search(cfg)
     log.info("study %s in %s: %s, objectives %s, budgets %s, sampler %s", cfg.name, cfg.storage_url, cfg.space,
              ", ".join(cfg.objectives), cfg.budgets or "none", cfg.sampler)
-    from nas.cli import UserError
     from nas.study.runner import SearchStalled, target_reached
 
     with _Progress(study, cfg, sys.stderr if args.json else None) as progress:
@@ -179,7 +177,6 @@ def _worker(args: argparse.Namespace) -> int:
     runtime.ensure_fast_allocator()
     runtime.configure_threads(args.threads, args.cpu)
     quiet_optuna(args.verbose)
-    from nas.cli import UserError
     from nas.study.runner import SearchStalled, load_study, run_worker
 
     study, cfg = load_study(args.study, args.storage)
@@ -197,8 +194,6 @@ def _open(args: argparse.Namespace) -> tuple[Any, Any]:
     name = Path(args.study).name
     storage = args.storage or f"sqlite:///{Path('runs') / name / 'study.db'}"
     if storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///"):]).is_file():
-        from nas.cli import UserError
-
         raise UserError(f"no study database at {storage[len('sqlite:///'):]} (pass --storage)")
     return load_study(name, storage)
 
@@ -249,7 +244,7 @@ def _export(args: argparse.Namespace) -> int:
     from nas import runtime
 
     runtime.ensure_fast_allocator()
-    from nas.study.export import export_trial, pick_trial
+    from nas.study.winner import export_trial, pick_trial
 
     study, cfg = _open(args)
     trial = pick_trial(study, cfg, trial=args.trial, pick=args.pick)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from nas.cli.errors import UserError
 from nas.data.layout import SPLIT_RULES
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def resolve_arch(arch: str) -> Any:
     """An `ArchSpec` from a ``.json`` path or a preset name."""
-    from nas.cli import UserError
     from search_spaces.spec import ArchSpec
 
     path = Path(arch).expanduser()

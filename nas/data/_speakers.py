@@ -1,4 +1,5 @@
-"""The synthetic speakers of the built-in corpus, and how one of them says one word.
+"""The synthetic speakers of the built-in corpus (`SynthConfig`: what to synthesise, re-exported by
+`nas.data.synth`), and how one of them says one word.
 
 A speaker is a voice identity: an English accent of espeak-ng, a voice variant, a base pitch, pitch
 range and speaking rate, a loudness, a microphone band and a noise floor. Each clip adds its own
@@ -13,17 +14,14 @@ import functools
 import hashlib
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import signal
 
 from nas.data._espeak import RATE_MAX_WPM, Espeak
+from nas.data.labels import KEYWORDS_10
 from nas.data.split import TEST, TRAIN, VALIDATION, hash_split
 from nas.data.wav import SAMPLE_RATE_HZ
-
-if TYPE_CHECKING:
-    from nas.data.synth import SynthConfig
 
 GENERATOR_VERSION = 1  # bump whenever the same config would give different bytes
 CLIP_SAMPLES = SAMPLE_RATE_HZ  # one second
@@ -46,6 +44,56 @@ FEMALE_VARIANTS: tuple[str, ...] = (
     "f1", "f2", "f3", "f4", "f5", "Alicia", "Andrea", "Annie", "anika", "aunty", "belinda", "grandma",
     "linda", "shelby", "steph", "steph2", "steph3", "whisperf", "zac",
 )  # fmt: skip
+
+# Speech Commands' own non-keywords (the v0.02 auxiliary words, digits aside), for `_unknown_`.
+AUXILIARY_WORDS: tuple[str, ...] = (
+    "bed", "bird", "cat", "dog", "happy", "house", "marvin", "sheila", "tree", "wow",
+    "backward", "forward", "follow", "learn", "visual",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """What to synthesise. Every field but ``workers`` shapes the corpus and is kept in the manifest."""
+
+    seed: int = 0
+    words: tuple[str, ...] = (*KEYWORDS_10, *AUXILIARY_WORDS)
+    speakers: int = 80  # x 25 words x 2 repetitions = 4,000 clips, ~6 s with 2 workers
+    repetitions: int = 2  # per speaker and word, each with its own jitter
+    validation_percent: float = 10.0  # Speech Commands' defaults; also the hash rule's cut points
+    test_percent: float = 10.0
+    min_heldout_speakers: int = 3  # at least this many speakers in validation and in test
+    accents: tuple[str, ...] = ACCENTS
+    male_variants: tuple[str, ...] = MALE_VARIANTS
+    female_variants: tuple[str, ...] = FEMALE_VARIANTS
+    female_fraction: float = 0.45
+    rate_wpm: tuple[int, int] = (110, 190)  # speaker base rate; espeak's normal is 175
+    pitch: tuple[int, int] = (20, 80)  # espeak's pitch parameter, 50 = the variant's own
+    pitch_range: tuple[int, int] = (25, 85)  # intonation range; 0 is monotone, robotic
+    peak_dbfs: tuple[float, float] = (-22.0, -4.0)  # speaker's clip peaks; real SC: 5..95 % at -21..0
+    floor_dbfs: tuple[float, float] = (-80.0, -55.0)  # speaker's noise floor (RMS); real SC median -65
+    max_word_s: float = 0.9  # a longer word is said again, faster
+    noise_seconds: float = 45.0  # each background-noise file (Speech Commands': ~60-95 s)
+    workers: int = 2  # processes; the corpus does not depend on it
+
+    def __post_init__(self):
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+        if self.speakers < 2 * self.min_heldout_speakers + 1:
+            raise ValueError(
+                f"need at least {2 * self.min_heldout_speakers + 1} speakers, got {self.speakers}"
+            )
+        if (
+            not self.words
+            or len(set(self.words)) != len(self.words)
+            or not all(w.isalpha() for w in self.words)
+        ):
+            raise ValueError(f"words must be distinct, non-empty alphabetic words, got {self.words}")
+        if not self.accents or not (self.male_variants or self.female_variants):
+            raise ValueError("at least one accent and one voice variant are needed")
+        if self.repetitions < 1 or self.noise_seconds <= 0 or not 0.2 <= self.max_word_s <= 1.0:
+            raise ValueError("need repetitions >= 1, noise_seconds > 0 and 0.2 <= max_word_s <= 1")
+
 
 # Clause punctuation changes espeak's intonation: statement, exclamation, continuation, question.
 _PUNCTUATION, _PUNCTUATION_P = (".", "!", ",", "?"), (0.5, 0.2, 0.2, 0.1)

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from nas.cache import atomic_save_npy, atomic_write_json, cache_dir, digest_of
 from nas.data.augment import load_noise_bank
+from nas.data.label_sets import Example, LabelProtocol, build_split
 from nas.data.layout import Corpus
-from nas.data.protocol import Example, LabelProtocol, build_split
 from nas.data.wav import BadClipError, fit_length, read_wav_converted
+from nas.files import atomic_save_npy, atomic_write_json, cache_dir, digest_of
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from nas.cache import cache_dir
+from nas.files import cache_dir
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from nas.cache import atomic_save_npy, cache_dir
 from nas.data.dataset import SplitData
 from nas.data.wav import to_float
 from nas.features import FrontEndConfig, features_numpy
+from nas.files import atomic_save_npy, cache_dir
 
 _CHUNK_CLIPS = 512  # bounds the float64 working set of the numpy front end (~0.5 GB at FFT 1024)
 

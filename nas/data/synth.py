@@ -43,12 +43,11 @@ import numpy as np
 from nas.data import noise
 from nas.data._espeak import KLATT6_VARIANTS, Espeak, EspeakUnavailableError, available_variants
 from nas.data._speakers import (
-    ACCENTS,
+    AUXILIARY_WORDS,
     CLIP_SAMPLES,
-    FEMALE_VARIANTS,
     GENERATOR_VERSION,
-    MALE_VARIANTS,
     Speaker,
+    SynthConfig,
     plan_speakers,
     render_clip,
     rng_for,
@@ -67,56 +66,6 @@ log = logging.getLogger(__name__)
 MANIFEST = "CORPUS.json"
 LIST_FILES = {VALIDATION: "validation_list.txt", TEST: "testing_list.txt"}
 NOISE_FILES = ("white_noise", "pink_noise", "brown_noise", "babble", "machine_hum")
-
-# Speech Commands' own non-keywords (the v0.02 auxiliary words, digits aside), for `_unknown_`.
-AUXILIARY_WORDS: tuple[str, ...] = (
-    "bed", "bird", "cat", "dog", "happy", "house", "marvin", "sheila", "tree", "wow",
-    "backward", "forward", "follow", "learn", "visual",
-)  # fmt: skip
-
-
-@dataclass(frozen=True)
-class SynthConfig:
-    """What to synthesise. Every field but ``workers`` shapes the corpus and is kept in the manifest."""
-
-    seed: int = 0
-    words: tuple[str, ...] = (*KEYWORDS_10, *AUXILIARY_WORDS)
-    speakers: int = 80  # x 25 words x 2 repetitions = 4,000 clips, ~6 s with 2 workers
-    repetitions: int = 2  # per speaker and word, each with its own jitter
-    validation_percent: float = 10.0  # Speech Commands' defaults; also the hash rule's cut points
-    test_percent: float = 10.0
-    min_heldout_speakers: int = 3  # at least this many speakers in validation and in test
-    accents: tuple[str, ...] = ACCENTS
-    male_variants: tuple[str, ...] = MALE_VARIANTS
-    female_variants: tuple[str, ...] = FEMALE_VARIANTS
-    female_fraction: float = 0.45
-    rate_wpm: tuple[int, int] = (110, 190)  # speaker base rate; espeak's normal is 175
-    pitch: tuple[int, int] = (20, 80)  # espeak's pitch parameter, 50 = the variant's own
-    pitch_range: tuple[int, int] = (25, 85)  # intonation range; 0 is monotone, robotic
-    peak_dbfs: tuple[float, float] = (-22.0, -4.0)  # speaker's clip peaks; real SC: 5..95 % at -21..0
-    floor_dbfs: tuple[float, float] = (-80.0, -55.0)  # speaker's noise floor (RMS); real SC median -65
-    max_word_s: float = 0.9  # a longer word is said again, faster
-    noise_seconds: float = 45.0  # each background-noise file (Speech Commands': ~60-95 s)
-    workers: int = 2  # processes; the corpus does not depend on it
-
-    def __post_init__(self):
-        if self.seed < 0:
-            raise ValueError(f"seed must be >= 0, got {self.seed}")
-        if self.speakers < 2 * self.min_heldout_speakers + 1:
-            raise ValueError(
-                f"need at least {2 * self.min_heldout_speakers + 1} speakers, got {self.speakers}"
-            )
-        if (
-            not self.words
-            or len(set(self.words)) != len(self.words)
-            or not all(w.isalpha() for w in self.words)
-        ):
-            raise ValueError(f"words must be distinct, non-empty alphabetic words, got {self.words}")
-        if not self.accents or not (self.male_variants or self.female_variants):
-            raise ValueError("at least one accent and one voice variant are needed")
-        if self.repetitions < 1 or self.noise_seconds <= 0 or not 0.2 <= self.max_word_s <= 1.0:
-            raise ValueError("need repetitions >= 1, noise_seconds > 0 and 0.2 <= max_word_s <= 1")
-
 
 @dataclass(frozen=True)
 class SynthReport:
@@ -281,7 +230,7 @@ def _install(tmp: Path, out_dir: Path) -> None:
 
 def synthesize_corpus(
     out_dir: Path,
-    config: SynthConfig = SynthConfig(),
+    config: SynthConfig = SynthConfig(),  # noqa: B008 (frozen: one shared default is safe)
     progress: Callable[[int, int], None] | None = None,
     *,
     overwrite: bool = False,

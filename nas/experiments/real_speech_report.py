@@ -95,11 +95,9 @@ def _cores() -> int:
 
 
 def write_outputs(result: RealSearchResult, out_dir: Path, command: str) -> list[Path]:
-    import matplotlib
+    from nas.plotting import pyplot, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     out_dir.mkdir(parents=True, exist_ok=True)
     md, js = out_dir / "table.md", out_dir / "table.json"
     md.write_text(render_markdown(result, command))
@@ -127,11 +125,7 @@ def write_outputs(result: RealSearchResult, out_dir: Path, command: str) -> list
             ax.grid(alpha=0.3)
         axes[0].legend(fontsize=8)
         fig.suptitle(f"Under {target}'s own budgets")
-        fig.tight_layout()
-        path = out_dir / f"{target}.png"
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(save_png(fig, out_dir / f"{target}.png"))
     return paths
 
 

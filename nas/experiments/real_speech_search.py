@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nas.config_files import build, read_settings, tuples
+
 log = logging.getLogger(__name__)
 
 TIMED_ATTR = "kwsnas_search_elapsed_s"  # study user attribute: wall-clock seconds this arm has searched
@@ -111,20 +113,11 @@ class RealSearchConfig:
 
 
 def load_real_search_config(path: Path | str | None = None, **overrides: Any) -> RealSearchConfig:
-    from nas.study.config import read_toml
-
-    d: dict[str, Any] = read_toml(path) if path is not None else {}
-    d.update({k: v for k, v in overrides.items() if v is not None})
+    d = read_settings(path, overrides)
     for key in ("noise", "split_rule"):
         if d.get(key) == "":
             d[key] = None  # --noise '': no noise folder (the corpus's own _background_noise_ if it has one)
-    for key in ("targets", "spaces", "controls", "final_seeds"):
-        if key in d:
-            d[key] = tuple(d[key])
-    try:
-        return RealSearchConfig(**d)
-    except TypeError as e:
-        raise ValueError(f"{path or 'config'}: {e}") from None
+    return build(RealSearchConfig, tuples(d, ("targets", "spaces", "controls", "final_seeds")), path)
 
 
 @dataclass
@@ -226,13 +219,13 @@ def verdict(pick: dict[str, Any], target: dict[str, Any], correct: dict[str, Any
     """Beaten (at least the target's mean accuracy at no more of any cost), dominated (the target is at least
     as accurate at no more of any cost), or neither; with the paired bootstrap of the difference."""
     from nas.study.compare import paired_bootstrap
+    from nas.study.pareto import weakly_dominates
 
     diff = paired_bootstrap(correct[pick["model"]], correct[target["model"]])
-    cheaper_or_equal = all(pick[k] <= target[k] for k in COST_KEYS)
-    costlier_or_equal = all(pick[k] >= target[k] for k in COST_KEYS)
-    if pick["int8_test_mean"] >= target["int8_test_mean"] and cheaper_or_equal:
+    pick_point, target_point = ([-m["int8_test_mean"], *(m[k] for k in COST_KEYS)] for m in (pick, target))
+    if weakly_dominates(pick_point, target_point):
         outcome = "beaten"
-    elif target["int8_test_mean"] >= pick["int8_test_mean"] and costlier_or_equal:
+    elif weakly_dominates(target_point, pick_point):
         outcome = "dominated"
     else:
         outcome = "neither"

@@ -76,8 +76,8 @@ def run_final_job(job: FinalJob) -> dict[str, Any]:
     import numpy as np
 
     from hardware import read_tflite
-    from nas.cache import atomic_write_json
     from nas.export.quantize import quantize_checkpoint
+    from nas.files import atomic_write_json
     from nas.quant.ptq import run_int8
     from nas.runtime import release_compiled
     from nas.study.candidate import hardware_figures

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nas.config_files import build, read_settings, tuples
 from nas.progress import LineLog
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ class SeedConfig:
             get_preset(name)  # raises naming the known presets
         for board in self.boards:
             get_board(board)
-        from nas.data.protocol import get_protocol
+        from nas.data.label_sets import get_protocol
 
         for protocol in self.protocols:  # '10' (the seed's keywords), '12' (standard) or a word list
             get_protocol(protocol)
@@ -83,17 +84,8 @@ class SeedConfig:
 
 def load_seed_config(path: Path | str | None = None, **overrides: Any) -> SeedConfig:
     """Defaults, then the TOML file (if any), then non-None ``overrides``."""
-    from nas.study.config import read_toml
-
-    d: dict[str, Any] = read_toml(path) if path is not None else {}
-    d.update({k: v for k, v in overrides.items() if v is not None})
-    for key in ("presets", "protocols", "boards", "references"):
-        if key in d:
-            d[key] = tuple(d[key])
-    try:
-        return SeedConfig(**d)
-    except TypeError as e:
-        raise ValueError(f"{path or 'config'}: {e}") from None
+    d = tuples(read_settings(path, overrides), ("presets", "protocols", "boards", "references"))
+    return build(SeedConfig, d, path)
 
 
 @dataclass
@@ -107,7 +99,7 @@ class SeedResult:
 def _versions() -> dict[str, str]:
     import importlib.metadata as md
 
-    from hardware._tools import version_line
+    from hardware.tools import version_line
 
     out = {}
     for pkg in ("kwsnas", "jax", "flax", "optax", "ai-edge-litert", "numpy"):
@@ -173,8 +165,8 @@ def _preset_row(cfg: SeedConfig, protocol: str, preset: str, data: Any, evaluato
 def _reference_row(cfg: SeedConfig, protocol: str, ref: str, evaluator: Any) -> dict[str, Any]:
     """A third-party int8 model: its accuracy on our test split, with the front end it was trained with."""
     from hardware.arena import tflm_arena_bytes
+    from hardware.inspect import inspect_tflite
     from nas.evaluate_tflite import evaluate_tflite
-    from nas.inspect_model import inspect_tflite
 
     path, frontend = (ref, None) if Path(ref).is_file() else ref.rpartition(":")[::2]
     model = Path(path).read_bytes()
@@ -195,7 +187,7 @@ def _reference_row(cfg: SeedConfig, protocol: str, ref: str, evaluator: Any) -> 
 
 def run_seed_frameworks(cfg: SeedConfig, out_dir: Path, *, progress=None) -> SeedResult:
     """Every row of the table (cached per row under ``out_dir/rows``)."""
-    from hardware.measure import EmulatorEvaluator
+    from hardware.evaluators import EmulatorEvaluator
     from nas.train import prepare_train_data
 
     t0 = time.perf_counter()
@@ -378,11 +370,9 @@ def write_outputs(result: SeedResult, out_dir: Path, command: str) -> list[Path]
 
 
 def write_plots(result: SeedResult, out_dir: Path) -> list[Path]:
-    import matplotlib
+    from nas.plotting import pyplot, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     cfg, paths = result.config, []
     board = cfg.boards[0]
     for x_key, x_label, name in ((f"{board}.flash_bytes", f"flash on {board}, KiB", "accuracy_vs_flash"),
@@ -400,11 +390,7 @@ def write_plots(result: SeedResult, out_dir: Path) -> list[Path]:
         ax.set_ylabel("test accuracy, %")
         ax.grid(alpha=0.3)
         ax.legend()
-        fig.tight_layout()
-        path = out_dir / f"{name}.png"
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(save_png(fig, out_dir / f"{name}.png"))
     rows = [r for r in result.rows if r["protocol"] == cfg.protocols[0] and r["float32_tflite_bytes"]]
     fig, ax = plt.subplots(figsize=(8, 4.5))
     xs = range(len(rows))
@@ -414,8 +400,4 @@ def write_plots(result: SeedResult, out_dir: Path) -> list[Path]:
     ax.set_yscale("log")
     ax.set_ylabel("KiB")
     ax.legend()
-    fig.tight_layout()
-    path = out_dir / "size_float_vs_int8.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return [*paths, path]
+    return [*paths, save_png(fig, out_dir / "size_float_vs_int8.png")]

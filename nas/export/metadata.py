@@ -64,3 +64,16 @@ class ModelMetadata:
         """The metadata of a graph read from a `.tflite`, or None when kwsnas did not write it."""
         text = graph.metadata.get(METADATA_KEY)
         return None if text is None else cls.from_json(text)
+
+
+def metadata_summary(graph) -> dict[str, Any]:
+    """The kwsnas entry of a graph for ``nas inspect``: ``{"metadata": {...} or None, "metadata_error":
+    str or None}`` (a damaged entry is reported, not raised: it should not hide the rest of the model)."""
+    try:
+        m = ModelMetadata.from_graph(graph)
+    except ValueError as e:
+        return {"metadata": None, "metadata_error": str(e)}
+    meta = None if m is None else {
+        "labels": list(m.labels), "frontend": m.frontend.to_dict(), "spec_name": m.spec_name,
+        "spec_digest": m.spec_digest, "kwsnas_version": m.kwsnas_version}
+    return {"metadata": meta, "metadata_error": None}

@@ -27,9 +27,9 @@ import numpy as np
 
 from hardware.tflite_io import write_tflite
 from nas import __version__
-from nas.cache import atomic_write_bytes, atomic_write_json
 from nas.export.c_array import model_c_source
 from nas.export.metadata import METADATA_KEY, ModelMetadata
+from nas.files import atomic_write_bytes, atomic_write_json
 from nas.models import split_model
 from nas.quant.float_graph import float_graph
 from nas.quant.ptq import calibrate, quantize_graph, run_int8

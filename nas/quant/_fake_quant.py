@@ -27,14 +27,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hardware.graph import Activation, Int8Graph, Op, OpKind, Padding, Tensor
+from hardware.graph import WEIGHTED_OPS, Activation, Int8Graph, Op, OpKind, Padding, Tensor
 from nas.models import ops
 from nas.quant.ptq import Ranges, quantize_graph
 
 Params = dict[str, dict[str, jax.Array]]  # op index (as text) -> {"w": weights, "b": bias}
 Grid = dict[int, tuple[jax.Array, jax.Array]]  # tensor index -> (scale, zero point), float32 scalars
 
-_WEIGHTED = (OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED)
 _ACT = {Activation.NONE: "none", Activation.RELU: "relu", Activation.RELU6: "relu6"}
 _QMIN, _QMAX = -128.0, 127.0  # int8 activations
 _WMAX = 127.0  # symmetric int8 weights use [-127, 127] (TFLite's specification)
@@ -61,7 +60,7 @@ def graph_plan(fg: Int8Graph) -> Plan:
     for i in order[:-1]:
         op = fg.ops[i]
         o = op.options
-        if op.kind not in (*_WEIGHTED, OpKind.AVERAGE_POOL_2D, OpKind.MAX_POOL_2D, OpKind.RESHAPE, OpKind.ADD):
+        if op.kind not in (*WEIGHTED_OPS, OpKind.AVERAGE_POOL_2D, OpKind.MAX_POOL_2D, OpKind.RESHAPE, OpKind.ADD):
             raise ValueError(f"op {i}: {op.kind} is not interpreted")
         if op.kind in (OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D) and o.dilation != (1, 1):
             raise ValueError(f"op {i}: dilated convolution is not interpreted")
@@ -80,7 +79,7 @@ def graph_params(fg: Int8Graph) -> Params:
     """The trainable weights and biases of ``fg``'s weighted ops (float32, `ops` layouts)."""
     out: Params = {}
     for i, op in enumerate(fg.ops):
-        if op.kind not in _WEIGHTED:
+        if op.kind not in WEIGHTED_OPS:
             continue
         w = np.asarray(fg.tensors[op.inputs[1]].data, np.float32)
         if op.kind == OpKind.CONV_2D:
@@ -158,7 +157,7 @@ def forward(plan: Plan, params: Params, features: jax.Array, grid: Grid | None =
     env = {plan.input: snap(plan.input, features.reshape(batch, *plan.shapes[plan.input][1:]))}
     for i, op in plan.ops:
         x, o, out = env[op.inputs[0]], op.options, op.outputs[0]
-        if op.kind in _WEIGHTED:
+        if op.kind in WEIGHTED_OPS:
             w = weights(i)
             if op.kind == OpKind.CONV_2D:
                 y = ops.conv2d(x, w, o.stride, o.padding.lower())

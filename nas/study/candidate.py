@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from hardware.measure import Evaluator, Measurement
+from hardware.evaluators import Evaluator, Measurement, get_evaluator
 from hardware.tflite_io import write_tflite
 from nas.export.metadata import METADATA_KEY, MetadataError, ModelMetadata
 from nas.export.quantize import quantize_checkpoint
@@ -97,16 +97,8 @@ class ValidationInputs:
 def make_evaluator(cfg: SearchConfig, data: TrainData | None = None) -> Evaluator:
     """The evaluator a config names (emulator, analytic, or a real board on ``cfg.port``); with ``data``,
     the device check runs kwsnas models on real validation features (`ValidationInputs`) first."""
-    from hardware.measure import AnalyticEvaluator, EmulatorEvaluator, SerialBoardEvaluator
-
-    real = None if data is None else ValidationInputs(data)
-    if cfg.evaluator == "emulator":
-        return EmulatorEvaluator(check_inputs=real)
-    if cfg.evaluator == "analytic":
-        return AnalyticEvaluator()
-    from hardware.flashing import make_programmer
-
-    return SerialBoardEvaluator(cfg.port, program=make_programmer(cfg.flash), check_inputs=real)
+    return get_evaluator(cfg.evaluator, cfg.board, port=cfg.port, flash=cfg.flash,
+                         check_inputs=None if data is None else ValidationInputs(data))
 
 
 def load_data(cfg: SearchConfig) -> TrainData:

@@ -21,15 +21,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hardware.evaluators import EVALUATORS
+from nas.config_files import build, read_settings
 from nas.study.objectives import BUDGET_KEYS, OBJECTIVES
 
 SAMPLERS = ("tpe", "evolution", "nsga2", "nsga3", "gp", "random")
-EVALUATORS = ("emulator", "analytic", "serial")
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ class SearchConfig:
         if self.time_limit_s is not None and not self.time_limit_s > 0:
             raise ValueError(f"the time limit must be positive seconds, got {self.time_limit_s}")
         self.train.train_config(self.seed)  # refuses a budget every trial would fail on, before the search
-        from nas.data.protocol import get_protocol
+        from nas.data.label_sets import get_protocol
 
         get_protocol(self.protocol)  # a malformed word list is refused here, not in every trial
         from hardware.boards import get_board
@@ -186,31 +186,14 @@ class SearchConfig:
         return cls(**d)
 
 
-def read_toml(path: Path | str) -> dict[str, Any]:
-    """An experiment config file as a dict; any problem reading it is a ValueError naming the file."""
-    p = Path(path)
-    try:
-        return tomllib.loads(p.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"{p}: no such experiment config") from None
-    except OSError as e:
-        raise ValueError(f"{p}: cannot read ({e.strerror or e})") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{p}: not a valid TOML file ({e})") from None
-
-
 def load_config(path: Path | str | None = None, **overrides: Any) -> SearchConfig:
     """The default config, updated by the TOML file at ``path`` (if any), then by ``overrides``
     (None values are ignored, so CLI flags that were not given leave the file's values)."""
-    d: dict[str, Any] = read_toml(path) if path is not None else {}
+    d = read_settings(path, {k: v for k, v in overrides.items() if not k.startswith("train_")})
     train_over = {k[6:]: v for k, v in overrides.items() if k.startswith("train_") and v is not None}
-    d.update({k: v for k, v in overrides.items() if v is not None and not k.startswith("train_")})
     if train_over:
         d["train"] = {**d.get("train", {}), **train_over}
-    try:
-        return SearchConfig.from_dict(d)
-    except TypeError as e:
-        raise ValueError(f"{path or 'config'}: {e}") from None
+    return build(lambda **settings: SearchConfig.from_dict(settings), d, path)
 
 
 @functools.lru_cache(maxsize=8)
@@ -218,7 +201,7 @@ def _fitted_protocol(protocol: str, data: str, noise: str | None) -> Any:
     """`SearchConfig.label_protocol`, one folder scan per (protocol, data, noise) in a process (a worker
     asks for its space several times)."""
     from nas.data.default import resolve_data
+    from nas.data.label_sets import fit_to_corpus, get_protocol
     from nas.data.layout import scan_corpus
-    from nas.data.protocol import fit_to_corpus, get_protocol
 
     return fit_to_corpus(get_protocol(protocol), scan_corpus(resolve_data(data), noise_dir=noise))

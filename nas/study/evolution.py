@@ -36,6 +36,7 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from nas.study.pareto import non_dominated
 from search_spaces import ArchSpec, SearchSpace
 
 log = logging.getLogger(__name__)
@@ -210,11 +211,6 @@ def _digest_of(t: FrozenTrial) -> str | None:
     return t.user_attrs.get("spec_digest") or (t.system_attrs.get(CHILD_ATTR) or {}).get("digest")
 
 
-def _non_dominated(vectors: list[tuple[float, ...]]) -> list[int]:
-    pts = np.array(vectors, float)
-    return [i for i, p in enumerate(pts) if not (np.all(pts <= p, axis=1) & np.any(pts < p, axis=1)).any()]
-
-
 def _tournament_winner(fits: list[dict[float, tuple[float, ...]]], rng: np.random.Generator) -> int:
     """Index of a non-dominated member at the highest fidelity every member reached (see the class)."""
     common = min(max(f) for f in fits)
@@ -222,7 +218,7 @@ def _tournament_winner(fits: list[dict[float, tuple[float, ...]]], rng: np.rando
     for f in fits:
         below = [level for level in f if level <= common]
         vectors.append(f[max(below)] if below else f[min(f)])
-    best = _non_dominated(vectors)
+    best = np.flatnonzero(non_dominated(vectors)).tolist()
     return best[int(rng.integers(len(best)))]
 
 

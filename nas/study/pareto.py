@@ -2,7 +2,8 @@
 
 `pareto_front(study)` returns `FrontRow`s (feasible, trained, non-dominated trials with their figures);
 `hypervolume_history(study, cfg)` the hypervolume after each completed trial, in a box bounded by the
-reference point of `reference_point` (budgets where given, else the board's capacity or worst seen).
+reference point of `hypervolume_reference` (budgets where given, else the board's capacity or worst seen).
+`dominates` and `non_dominated` are the one definition of Pareto dominance (all objectives minimised).
 Tables and plots only draw these.
 """
 
@@ -43,12 +44,24 @@ def _usable(trials: list[FrozenTrial], cfg: SearchConfig) -> list[FrozenTrial]:
             and all(math.isfinite(v) for v in t.values)]
 
 
-def _non_dominated(points: np.ndarray) -> np.ndarray:
-    """Mask of the rows of ``points`` (minimised) that no other row dominates."""
+def weakly_dominates(a: Any, b: Any) -> Any:
+    """``a`` is no worse than ``b`` in every objective (all minimised). ``a`` may be a stack of points
+    (one per row): then one answer per row."""
+    return np.all(np.asarray(a) <= np.asarray(b), axis=-1)
+
+
+def dominates(a: Any, b: Any) -> Any:
+    """``a`` Pareto-dominates ``b``: no worse in every objective (all minimised) and better in one. ``a`` may
+    be a stack of points (one per row): then one answer per row."""
+    return weakly_dominates(a, b) & np.any(np.asarray(a) < np.asarray(b), axis=-1)
+
+
+def non_dominated(points: Any) -> np.ndarray:
+    """Mask of the rows of ``points`` (all objectives minimised) that no other row dominates."""
+    points = np.asarray(points, float)
     keep = np.ones(len(points), bool)
     for i, p in enumerate(points):
-        dominated_by = np.all(points <= p, axis=1) & np.any(points < p, axis=1)
-        keep[i] = not dominated_by.any()
+        keep[i] = not dominates(points, p).any()
     return keep
 
 
@@ -62,11 +75,11 @@ def _front(trials: list[FrozenTrial]) -> list[FrontRow]:
         return []
     pts = np.array([t.values for t in trials], float)
     rows = [FrontRow(t.number, tuple(t.values), dict(t.user_attrs))
-            for t, keep in zip(trials, _non_dominated(pts), strict=True) if keep]
+            for t, keep in zip(trials, non_dominated(pts), strict=True) if keep]
     return sorted(rows, key=lambda r: r.values)
 
 
-def reference_point(cfg: SearchConfig, worst: np.ndarray | None = None) -> np.ndarray:
+def hypervolume_reference(cfg: SearchConfig, worst: np.ndarray | None = None) -> np.ndarray:
     """Per objective: error 1.0; a budget when set; else the worst value seen x 1.1 (or 1.0)."""
     ref = []
     for i, name in enumerate(cfg.objectives):
@@ -82,7 +95,8 @@ def reference_point(cfg: SearchConfig, worst: np.ndarray | None = None) -> np.nd
     return np.array(ref, float)
 
 
-def _hypervolume(points: np.ndarray, ref: np.ndarray) -> float:
+def hypervolume(points: np.ndarray, ref: np.ndarray) -> float:
+    """The volume the ``points`` (all objectives minimised) dominate inside the box up to ``ref``."""
     from optuna._hypervolume import compute_hypervolume
 
     inside = points[np.all(points < ref, axis=1)]
@@ -96,7 +110,7 @@ def _normalised(trials: list[FrozenTrial], cfg: SearchConfig,
     """Trials by number and their values divided by the reference point (every axis counts alike)."""
     trials = sorted(trials, key=lambda t: t.number)
     pts = np.array([t.values for t in trials], float)
-    return trials, pts / (reference_point(cfg, pts.max(axis=0)) if ref is None else ref)
+    return trials, pts / (hypervolume_reference(cfg, pts.max(axis=0)) if ref is None else ref)
 
 
 def hypervolume_history(study: optuna.Study, cfg: SearchConfig,
@@ -109,7 +123,7 @@ def hypervolume_history(study: optuna.Study, cfg: SearchConfig,
         return []
     trials, norm = _normalised(usable, cfg, ref)
     ones = np.ones(norm.shape[1])
-    return [(t.number, _hypervolume(norm[: i + 1], ones)) for i, t in enumerate(trials)]
+    return [(t.number, hypervolume(norm[: i + 1], ones)) for i, t in enumerate(trials)]
 
 
 def trained_count(trials: list[FrozenTrial]) -> int:
@@ -128,7 +142,7 @@ def study_summary(study: optuna.Study, cfg: SearchConfig) -> dict[str, Any]:
     hv = 0.0
     if usable:
         _, norm = _normalised(usable, cfg)
-        hv = _hypervolume(norm, np.ones(norm.shape[1]))
+        hv = hypervolume(norm, np.ones(norm.shape[1]))
     return {
         "study": cfg.name,
         "trials": len(trials),

@@ -60,11 +60,11 @@ def _ref_value(ref: ReferencePoint, name: str) -> float | None:
 
 def write_plots(data: PlotData, out_dir: Path) -> list[Path]:
     """PNG and HTML per objective pair, plus the hypervolume history; returns the files written."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import plotly.graph_objects as go
+
+    from nas.plotting import pyplot, save_png
+
+    plt = pyplot()
 
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -90,11 +90,7 @@ def write_plots(data: PlotData, out_dir: Path) -> list[Path]:
         ax.set_title(data.title, fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-        png = out_dir / f"pareto_{a}_vs_{b}.png"
-        fig.tight_layout()
-        fig.savefig(png, dpi=120)
-        plt.close(fig)
-        written.append(png)
+        written.append(save_png(fig, out_dir / f"pareto_{a}_vs_{b}.png"))
 
         g = go.Figure()
         g.add_trace(go.Scatter(x=x, y=y, mode="markers", name="trials",
@@ -119,11 +115,7 @@ def write_plots(data: PlotData, out_dir: Path) -> list[Path]:
     ax.set_ylabel("hypervolume (normalised)")
     ax.set_title(data.title, fontsize=9)
     ax.grid(alpha=0.3)
-    hv = out_dir / "hypervolume.png"
-    fig.tight_layout()
-    fig.savefig(hv, dpi=120)
-    plt.close(fig)
-    written.append(hv)
+    written.append(save_png(fig, out_dir / "hypervolume.png"))
     summary = out_dir / "front.json"
     summary.write_text(json.dumps({"front": [r.to_dict() for r in data.front],
                                    "references": [{"label": r.label, **r.figures} for r in data.references],

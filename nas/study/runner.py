@@ -127,7 +127,7 @@ def preflight(cfg: SearchConfig) -> None:
         raise ValueError(f"cannot write the study folder {run_dir}: {e.strerror or e} "
                          "(choose another --name, or run from a writable directory)") from None
     if cfg.evaluator == "emulator":
-        from hardware.emulator import emulation_missing
+        from hardware.evaluators import emulation_missing
 
         missing = emulation_missing()
         if missing:

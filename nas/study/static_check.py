@@ -87,7 +87,7 @@ class StaticCheck:
 @functools.lru_cache(maxsize=4096)
 def analytic_figures(spec: ArchSpec, board: str) -> dict[str, float]:
     """The analytic evaluator's flash, RAM and latency of an untrained int8 build of ``spec``."""
-    from hardware.measure import AnalyticEvaluator
+    from hardware.evaluators import AnalyticEvaluator
     from hardware.tflite_io import write_tflite
     from nas.models.probe import probe_folded
     from nas.quant.float_graph import float_graph

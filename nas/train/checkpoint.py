@@ -25,7 +25,7 @@ import jax
 import numpy as np
 
 from nas import __version__
-from nas.cache import atomic_write_bytes, atomic_write_json
+from nas.files import atomic_write_bytes, atomic_write_json
 from nas.models import KWSModel, build_model, merge_model, split_model
 from nas.train.config import TrainConfig
 from search_spaces.spec import ArchSpec, SpecError

@@ -22,8 +22,8 @@ from nas.data.augment import NoiseBank, load_noise_bank
 from nas.data.dataset import SplitData, load_split
 from nas.data.default import resolve_data
 from nas.data.featurize import split_features
+from nas.data.label_sets import STANDARD_12, LabelProtocol, fit_to_corpus, get_protocol
 from nas.data.layout import SPLIT_FIXES, DataError, scan_corpus
-from nas.data.protocol import STANDARD_12, LabelProtocol, fit_to_corpus, get_protocol
 from nas.train.augment import DeviceNoise
 from search_spaces.frontend import FrontEndConfig
 

@@ -25,7 +25,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from nas.cache import atomic_write_json
+from nas.files import atomic_write_json
 from nas.models import KWSModel, build_model, merge_model, split_model
 from nas.train.checkpoint import save_checkpoint
 from nas.train.config import TrainConfig

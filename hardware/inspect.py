@@ -1,7 +1,7 @@
-"""What a `.tflite` holds, computed from its bytes: ops, shapes, parameters, MACs, peak activation memory.
+"""What any `.tflite` holds, computed from its bytes: ops, shapes, parameters, MACs, peak activation memory.
 
     summary = inspect_tflite(Path("model.tflite").read_bytes())
-    summary.total_macs, summary.peak_activation_bytes, summary.metadata      # plain data; render elsewhere
+    summary.total_macs, summary.peak_activation_bytes, summary.metadata_keys  # plain data; render elsewhere
 
 Any model `hardware.read_tflite` accepts (int8, or float32 with ``allow_float``) can be inspected; a
 damaged or unsupported file raises its `ValueError` (`hardware.TfliteError`, `hardware.GraphError`).
@@ -10,6 +10,9 @@ Peak activation memory is a liveness estimate: ops run in `Int8Graph.topological
 activation tensor (graph inputs and op outputs, constants excluded) occupies its ``nbytes`` from the op
 that writes it to the last op that reads it, and the peak is the largest sum of live tensors at one op.
 A real arena planner may need more (fragmentation, scratch buffers) or less (in-place RESHAPE).
+
+Metadata entries are listed by name only; kwsnas reads its own entry (labels, front end) in
+``nas.export.metadata``.
 """
 
 from __future__ import annotations
@@ -17,9 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from hardware import read_tflite
 from hardware.graph import Int8Graph, Tensor
-from nas.export.metadata import ModelMetadata
+from hardware.tflite_io import read_tflite
 
 
 @dataclass(frozen=True)
@@ -77,25 +79,17 @@ class ModelSummary:
     total_macs: int
     peak_activation_bytes: int  # liveness estimate, see the module docstring
     peak_op: int | None  # file index of the op at the peak (None for a graph without ops)
-    metadata: ModelMetadata | None  # kwsnas metadata, when the model carries it
-    metadata_error: str | None  # why a ``kwsnas`` entry could not be read (the rest is still reported)
     metadata_keys: tuple[str, ...]  # every metadata entry's name (e.g. min_runtime_version)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
-        meta = None
-        if self.metadata is not None:
-            m = self.metadata
-            meta = {"labels": list(m.labels), "frontend": m.frontend.to_dict(), "spec_name": m.spec_name,
-                    "spec_digest": m.spec_digest, "kwsnas_version": m.kwsnas_version}
         return {
             "file_bytes": self.file_bytes, "is_float": self.is_float, "tensor_count": self.tensor_count,
             "op_count": len(self.ops), "inputs": [t.to_dict() for t in self.inputs],
             "outputs": [t.to_dict() for t in self.outputs], "param_count": self.param_count,
             "param_bytes": self.param_bytes, "weight_bytes": self.weight_bytes, "bias_bytes": self.bias_bytes,
             "total_macs": self.total_macs, "peak_activation_bytes": self.peak_activation_bytes,
-            "peak_op": self.peak_op, "metadata": meta, "metadata_error": self.metadata_error,
-            "metadata_keys": list(self.metadata_keys), "ops": [op.to_dict() for op in self.ops],
+            "peak_op": self.peak_op, "metadata_keys": list(self.metadata_keys), "ops": [op.to_dict() for op in self.ops],
         }
 
 
@@ -121,11 +115,6 @@ def summarize(graph: Int8Graph, file_bytes: int) -> ModelSummary:
             output_shape=graph.tensors[op.outputs[0]].shape, activation=op.activation.value,
             macs=graph.op_macs(i), param_bytes=sum(t.nbytes for t in ins if t.is_constant), live_bytes=live[pos]))
     peak_pos = max(range(len(live)), key=live.__getitem__) if live else None
-    meta, meta_error = None, None
-    try:
-        meta = ModelMetadata.from_graph(graph)
-    except ValueError as e:  # a damaged kwsnas entry should not hide the rest of the model
-        meta_error = str(e)
     return ModelSummary(
         file_bytes=file_bytes, is_float=graph.is_float, tensor_count=len(graph.tensors), ops=tuple(ops),
         inputs=tuple(TensorSummary.of(graph.tensors[t]) for t in graph.inputs),
@@ -134,7 +123,7 @@ def summarize(graph: Int8Graph, file_bytes: int) -> ModelSummary:
         bias_bytes=graph.bias_bytes(), total_macs=graph.macs(),
         peak_activation_bytes=live[peak_pos] if peak_pos is not None else 0,
         peak_op=order[peak_pos] if peak_pos is not None else None,
-        metadata=meta, metadata_error=meta_error, metadata_keys=tuple(sorted(graph.metadata)))
+        metadata_keys=tuple(sorted(graph.metadata)))
 
 
 def inspect_tflite(data: bytes) -> ModelSummary:

@@ -1,4 +1,4 @@
-"""The host side of the measurement protocol (the target side is ``firmware/main.c``).
+"""The host side of the measurement wire protocol (the target side is ``firmware/main.c``).
 
 Wire format, version 1. Every frame is COBS-encoded and ends with one 0x00 byte, so a lost,
 doubled or flipped byte spoils at most the frame it falls in and the next frame starts clean.

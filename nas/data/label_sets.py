@@ -1,4 +1,4 @@
-"""Label protocols: which words are classes, and how silence and unknown are added to each split.
+"""Label sets ("label protocols"): which words are classes, and how silence and unknown are added to each split.
 
 The standard 12-class protocol (Warden 2018; TensorFlow's ``speech_commands`` example): labels
 ``_silence_, _unknown_`` and the ten keywords; in every split, silence and unknown each make up 10 % of

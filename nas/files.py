@@ -1,4 +1,5 @@
-"""The user cache directory and atomic writes into it.
+"""Where files go and how they are written: the user cache directory, and atomic writes (used for the
+cache and for every result file: checkpoints, exported models, reports).
 
 Everything expensive (the synthesised corpus, decoded audio, features, measurements, compiled firmware)
 lives under one directory: ``$KWSNAS_CACHE_DIR``, else ``$XDG_CACHE_HOME/kwsnas``, else ``~/.cache/kwsnas``.
