@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # optuna is only needed for the type: spaces call nothing but
 class SearchSpace(Protocol):
     """A family of keyword-spotting architectures that an Optuna trial can sample.
 
-    Contract (tested for every registered space by ``tests/test_search_spaces.py``):
+    Contract (tested for every registered space by ``tests/search_spaces/test_search_spaces.py``):
 
     - ``name``: the registry name (``"ds-cnn"``, ...); every sampled spec has ``family == name``.
     - ``num_classes`` and ``frontend`` (the base front end) are fixed by the constructor

@@ -4,23 +4,12 @@ pyproject.toml; the scripts under experiments/ (not a package) are checked here 
 
 from __future__ import annotations
 
-import ast
 import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def module_imports(path: Path) -> set[str]:
-    """The absolute module names ``path`` imports (``import a.b``, ``from a.b import c``: ``a.b``)."""
-    out = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            out.add(node.module)
-        elif isinstance(node, ast.Import):
-            out.update(a.name for a in node.names)
-    return out
+from tests.helpers.imports import module_imports
+from tests.helpers.paths import REPO
 
 
 def _files(*folders: str) -> list[Path]:

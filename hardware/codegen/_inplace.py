@@ -12,7 +12,7 @@ below every input byte still to be read (forward) or above them (reverse):
 
 ("from group k on" excludes group k itself when groups are buffered.) Disjoint placements are
 always allowed besides. The kernels in ``kws_kernels.h``/``kws_kernels_dsp.h`` follow exactly the
-visiting orders modelled here; ``tests/test_codegen.py`` checks the claim by running random graphs
+visiting orders modelled here; ``tests/hardware/test_codegen.py`` checks the claim by running random graphs
 planned with the tightest shifts.
 """
 

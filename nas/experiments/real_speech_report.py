@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.experiments.real_speech_search import COST_KEYS, RealSearchResult
+from nas.plotting import pyplot, save_png
 
 _ARM_LABEL = {"search": "kwsnas search", "control": "control (previous default)", "preset": "preset"}
 
@@ -95,8 +96,6 @@ def _cores() -> int:
 
 
 def write_outputs(result: RealSearchResult, out_dir: Path, command: str) -> list[Path]:
-    from nas.plotting import pyplot, save_png
-
     plt = pyplot()
     out_dir.mkdir(parents=True, exist_ok=True)
     md, js = out_dir / "table.md", out_dir / "table.json"

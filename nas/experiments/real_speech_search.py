@@ -36,7 +36,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from nas.config_files import build, read_settings, tuples
+from nas.experiments.retrain import FinalJob, run_final_jobs
+from nas.study.candidate import SearchContext, hardware_figures, probe_tflite
+from nas.study.compare import paired_bootstrap
+from nas.study.config import SearchConfig, TrainBudget
+from nas.study.pareto import study_summary, usable_trials, weakly_dominates
+from nas.study.runner import make_space, open_study, spawn_workers, start_search
+from nas.study.seeds import reference_budgets
+from search_spaces.presets import get_preset
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +96,6 @@ class RealSearchConfig:
         return ("search", "control") if target in self.controls else ("search",)
 
     def study_config(self, target: str, arm: str, budgets: dict[str, float] | None = None) -> Any:
-        from nas.study.config import SearchConfig, TrainBudget
-
         common = dict(name=f"{self.name}-{target}-{arm}", space=self.spaces[self.targets.index(target)],
                       data=self.data, split_rule=self.split_rule, noise=self.noise, protocol=self.protocol,
                       board=self.board,
@@ -103,8 +111,6 @@ class RealSearchConfig:
 
     def setting(self) -> dict[str, Any]:
         """What every final training shares (a SearchConfig's dict)."""
-        from nas.study.config import SearchConfig
-
         return SearchConfig(name=f"{self.name}-final", data=self.data, split_rule=self.split_rule, noise=self.noise,
                             protocol=self.protocol, board=self.board, evaluator=self.evaluator, seed=self.seed).to_dict()
 
@@ -133,9 +139,6 @@ class RealSearchResult:
 # --- 1-2: budgets and searches ---------------------------------------------------------------------------------------
 def target_budgets(cfg: RealSearchConfig, target: str) -> dict[str, float]:
     """The target's measured flash, RAM and latency on the board (the untrained build, as trials are measured)."""
-    from nas.study.candidate import SearchContext, hardware_figures, probe_tflite
-    from nas.study.seeds import reference_budgets
-
     scfg = cfg.study_config(target, "search")
     ctx = SearchContext.load(scfg)
     return reference_budgets(target, scfg, lambda spec: hardware_figures(
@@ -155,8 +158,6 @@ def _stop_running(study: Any, why: str) -> int:
 
 def run_timed_search(scfg: Any, minutes: float) -> dict[str, Any]:
     """Search until ``minutes`` of wall-clock time have been spent on this study (over all invocations)."""
-    from nas.study.runner import spawn_workers, start_search
-
     scfg, study, _, _ = start_search(scfg)
     elapsed = float(study.user_attrs.get(TIMED_ATTR, 0.0))
     if study.user_attrs.get(FINISHED_ATTR):
@@ -190,8 +191,6 @@ def run_timed_search(scfg: Any, minutes: float) -> dict[str, Any]:
 def best_trials(study: Any, scfg: Any, k: int, exclude: set[str]) -> list[Any]:
     """The ``k`` best completed, trained trials within the budgets by int8 validation accuracy, one per
     architecture, none of ``exclude`` (spec digests)."""
-    from nas.study.pareto import usable_trials
-
     out, seen = [], set(exclude)
     for t in sorted(usable_trials(study, scfg), key=lambda t: (-t.user_attrs["int8_val_accuracy"], t.number)):
         if t.user_attrs["spec_digest"] not in seen:
@@ -202,8 +201,6 @@ def best_trials(study: Any, scfg: Any, k: int, exclude: set[str]) -> list[Any]:
 
 # --- 3-4: final trainings and verdicts -------------------------------------------------------------------------------
 def _summarise(name: str, kind: str, figs: list[dict[str, Any]], extra: dict[str, Any]) -> dict[str, Any]:
-    import numpy as np
-
     test = np.array([f["int8_test_accuracy"] for f in figs])
     val = np.array([f["int8_val_accuracy"] for f in figs])
     return {"model": name, "kind": kind, **extra, "seeds": [f["seed"] for f in figs],
@@ -218,9 +215,6 @@ def _summarise(name: str, kind: str, figs: list[dict[str, Any]], extra: dict[str
 def verdict(pick: dict[str, Any], target: dict[str, Any], correct: dict[str, Any]) -> dict[str, Any]:
     """Beaten (at least the target's mean accuracy at no more of any cost), dominated (the target is at least
     as accurate at no more of any cost), or neither; with the paired bootstrap of the difference."""
-    from nas.study.compare import paired_bootstrap
-    from nas.study.pareto import weakly_dominates
-
     diff = paired_bootstrap(correct[pick["model"]], correct[target["model"]])
     pick_point, target_point = ([-m["int8_test_mean"], *(m[k] for k in COST_KEYS)] for m in (pick, target))
     if weakly_dominates(pick_point, target_point):
@@ -234,13 +228,6 @@ def verdict(pick: dict[str, Any], target: dict[str, Any], correct: dict[str, Any
 
 
 def run_real_speech_search(cfg: RealSearchConfig, out_dir: Path) -> RealSearchResult:
-    import numpy as np
-
-    from nas.experiments.retrain import FinalJob, run_final_jobs
-    from nas.study.pareto import study_summary
-    from nas.study.runner import open_study
-    from search_spaces.presets import get_preset
-
     t0 = time.perf_counter()
     result = RealSearchResult(cfg)
     plan: list[tuple[str, str, str, Any, dict[str, Any]]] = []  # (target, arm or "preset", name, spec, extra)
@@ -254,7 +241,6 @@ def run_real_speech_search(cfg: RealSearchConfig, out_dir: Path) -> RealSearchRe
             study = open_study(scfg)
             result.studies[f"{target}/{arm}"] = {**study_summary(study, scfg), **timing, "sampler": scfg.sampler,
                                                  "objectives": list(scfg.objectives)}
-            from nas.study.runner import make_space
 
             presets = make_space(scfg).presets()
             exclude = {presets[target].digest()} if target in presets else set()

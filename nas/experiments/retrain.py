@@ -23,7 +23,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from hardware import read_tflite
+from nas import runtime
+from nas.export.quantize import quantize_checkpoint
+from nas.files import atomic_write_json
 from nas.progress import LineLog
+from nas.quant.ptq import run_int8
+from nas.runtime import release_compiled
+from nas.study.candidate import SearchContext, hardware_figures
+from nas.study.config import SearchConfig
+from nas.train import TrainConfig, train
+from search_spaces import ArchSpec
+from search_spaces.estimate import estimate
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +51,6 @@ class FinalJob:
     setting: dict[str, Any]  # a SearchConfig's dict: data, split rule, noise, protocol, board, evaluator
 
     def key(self) -> list[Any]:
-        from search_spaces import ArchSpec
-
         s = self.setting
         return [ArchSpec.from_json(self.spec_json).digest(), self.seed, self.epochs, s["data"], s["split_rule"],
                 s["noise"], s["protocol"], s["board"], s["evaluator"], "final-2"]
@@ -60,9 +71,6 @@ _DATA: dict[str, Any] = {}  # per worker process: the data and evaluator, loaded
 
 
 def _context(setting: dict[str, Any]) -> Any:
-    from nas.study.candidate import SearchContext
-    from nas.study.config import SearchConfig
-
     key = json.dumps(setting, sort_keys=True)
     if key not in _DATA:
         cfg = SearchConfig.from_dict(setting)
@@ -73,18 +81,6 @@ def _context(setting: dict[str, Any]) -> Any:
 
 def run_final_job(job: FinalJob) -> dict[str, Any]:
     """Train, quantize, measure and score one job (in this process); writes and returns its figures."""
-    import numpy as np
-
-    from hardware import read_tflite
-    from nas.export.quantize import quantize_checkpoint
-    from nas.files import atomic_write_json
-    from nas.quant.ptq import run_int8
-    from nas.runtime import release_compiled
-    from nas.study.candidate import hardware_figures
-    from nas.train import TrainConfig, train
-    from search_spaces import ArchSpec
-    from search_spaces.estimate import estimate
-
     ctx = _context(job.setting)
     data = ctx.data
     spec = ArchSpec.from_json(job.spec_json).with_classes(data.num_classes)
@@ -116,8 +112,6 @@ def run_final_job(job: FinalJob) -> dict[str, Any]:
 
 
 def _single_threaded() -> None:
-    from nas import runtime
-
     runtime.configure_threads(1)  # before this worker imports JAX
 
 

@@ -29,8 +29,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hardware.arena import tflm_arena_bytes
+from hardware.boards import all_boards, get_board
+from hardware.evaluators import EmulatorEvaluator
+from hardware.inspect import inspect_tflite
+from hardware.tools import version_line
 from nas.config_files import build, read_settings, tuples
+from nas.data.label_sets import get_protocol
+from nas.evaluate_tflite import evaluate_tflite
+from nas.export.quantize import quantize_checkpoint
+from nas.plotting import pyplot, save_png
 from nas.progress import LineLog
+from nas.train import TrainConfig, prepare_train_data, train
+from search_spaces.estimate import estimate
+from search_spaces.presets import get_preset
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +68,10 @@ class SeedConfig:
     references: tuple[str, ...] = ()  # third-party int8 .tflite files, "PATH" or "PATH:FRONTEND"
 
     def __post_init__(self) -> None:
-        from hardware.boards import get_board
-        from search_spaces.presets import get_preset
-
         for name in self.presets:
             get_preset(name)  # raises naming the known presets
         for board in self.boards:
             get_board(board)
-        from nas.data.label_sets import get_protocol
 
         for protocol in self.protocols:  # '10' (the seed's keywords), '12' (standard) or a word list
             get_protocol(protocol)
@@ -72,8 +80,6 @@ class SeedConfig:
 
     def row_key(self, protocol: str, preset: str) -> str:
         """A digest of everything a row depends on: a changed setting is recomputed, not reused."""
-        from search_spaces.presets import get_preset
-
         what = [self.data, self.split_rule, self.noise, protocol, get_preset(preset).digest(), self.epochs,
                 self.time_s, self.seed, self.calibration_clips, list(self.boards)]
         return hashlib.sha256(json.dumps(what).encode()).hexdigest()[:16]
@@ -99,7 +105,6 @@ class SeedResult:
 def _versions() -> dict[str, str]:
     import importlib.metadata as md
 
-    from hardware.tools import version_line
 
     out = {}
     for pkg in ("kwsnas", "jax", "flax", "optax", "ai-edge-litert", "numpy"):
@@ -125,8 +130,6 @@ def _board_columns(m: Any, board: Any) -> dict[str, Any]:
 
 
 def _measure_all(model: bytes, cfg: SeedConfig, evaluator: Any) -> dict[str, Any]:
-    from hardware.boards import get_board
-
     cols: dict[str, Any] = {}
     for name in cfg.boards:
         board = get_board(name)
@@ -135,11 +138,6 @@ def _measure_all(model: bytes, cfg: SeedConfig, evaluator: Any) -> dict[str, Any
 
 
 def _preset_row(cfg: SeedConfig, protocol: str, preset: str, data: Any, evaluator: Any, out: Path) -> dict[str, Any]:
-    from nas.export.quantize import quantize_checkpoint
-    from nas.train import TrainConfig, train
-    from search_spaces.estimate import estimate
-    from search_spaces.presets import get_preset
-
     spec = get_preset(preset).with_classes(data.num_classes)
     est = estimate(spec)
     folder = out / "models" / protocol / preset
@@ -164,10 +162,6 @@ def _preset_row(cfg: SeedConfig, protocol: str, preset: str, data: Any, evaluato
 
 def _reference_row(cfg: SeedConfig, protocol: str, ref: str, evaluator: Any) -> dict[str, Any]:
     """A third-party int8 model: its accuracy on our test split, with the front end it was trained with."""
-    from hardware.arena import tflm_arena_bytes
-    from hardware.inspect import inspect_tflite
-    from nas.evaluate_tflite import evaluate_tflite
-
     path, frontend = (ref, None) if Path(ref).is_file() else ref.rpartition(":")[::2]
     model = Path(path).read_bytes()
     ev = evaluate_tflite(model, cfg.data, frontend=frontend or None, rule=cfg.split_rule, seed=cfg.seed)
@@ -187,9 +181,6 @@ def _reference_row(cfg: SeedConfig, protocol: str, ref: str, evaluator: Any) -> 
 
 def run_seed_frameworks(cfg: SeedConfig, out_dir: Path, *, progress=None) -> SeedResult:
     """Every row of the table (cached per row under ``out_dir/rows``)."""
-    from hardware.evaluators import EmulatorEvaluator
-    from nas.train import prepare_train_data
-
     t0 = time.perf_counter()
     evaluator = EmulatorEvaluator()
     result = SeedResult(cfg, versions=_versions())
@@ -299,8 +290,6 @@ def summary(result: SeedResult) -> dict[str, Any]:
 def fits(result: SeedResult) -> dict[str, list[str]]:
     """Per real board of the board table: the models whose measured flash and RAM (on the emulated board
     with the same core, so the same kernels) are within the part's budgets."""
-    from hardware.boards import all_boards, get_board
-
     out: dict[str, list[str]] = {}
     measured = {b: get_board(b) for b in result.config.boards}
     for board in (b for b in all_boards() if not b.emulated):
@@ -370,8 +359,6 @@ def write_outputs(result: SeedResult, out_dir: Path, command: str) -> list[Path]
 
 
 def write_plots(result: SeedResult, out_dir: Path) -> list[Path]:
-    from nas.plotting import pyplot, save_png
-
     plt = pyplot()
     cfg, paths = result.config, []
     board = cfg.boards[0]

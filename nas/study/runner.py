@@ -29,8 +29,20 @@ from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrial
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
+from hardware.evaluators import emulation_missing
+from nas.runtime import release_compiled
+from nas.study import (
+    candidate,  # evaluate_candidate via the module: the reliability tests inject faults there
+)
+from nas.study.candidate import SearchContext, hardware_figures, probe_tflite
 from nas.study.config import SearchConfig
+from nas.study.evolution import EvolutionSampler
+from nas.study.fidelity import RUNG_ATTR, Halving, rung_epochs
+from nas.study.objectives import OBJECTIVES, constraint_values, is_feasible, objective_values
 from nas.study.pareto import trained_count
+from nas.study.seeds import queue_seeds, resolve_budgets
+from nas.study.static_check import StaticCheck
+from search_spaces import get_space
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +89,6 @@ def _make_storage(url: str) -> optuna.storages.BaseStorage:
 
 def make_space(cfg: SearchConfig) -> Any:
     """The search space of a config, for the number of classes its data is trained on."""
-    from search_spaces import get_space
-
     kwargs = {"frontend": cfg.frontend} if cfg.frontend else {}
     return get_space(cfg.space, num_classes=cfg.label_protocol().num_classes,
                      tune_frontend=cfg.tune_frontend, **kwargs)
@@ -89,9 +99,6 @@ def make_sampler(cfg: SearchConfig, seed: int) -> optuna.samplers.BaseSampler:
     through `trial.set_constraint`."""
     name = cfg.sampler
     if name == "evolution":
-        from nas.study.evolution import EvolutionSampler
-        from nas.study.static_check import StaticCheck
-
         accept = StaticCheck.of(cfg) if cfg.static_filter else None
         return EvolutionSampler(make_space(cfg), trial_fitness(cfg), accept, seed=cfg.seed)
     if name == "tpe":
@@ -127,8 +134,6 @@ def preflight(cfg: SearchConfig) -> None:
         raise ValueError(f"cannot write the study folder {run_dir}: {e.strerror or e} "
                          "(choose another --name, or run from a writable directory)") from None
     if cfg.evaluator == "emulator":
-        from hardware.evaluators import emulation_missing
-
         missing = emulation_missing()
         if missing:
             raise ValueError(f"the study measures on the emulator (evaluator = \"emulator\"), but {missing}")
@@ -241,9 +246,6 @@ def trial_fitness(cfg: SearchConfig) -> Any:
     values at each fidelity it reached (epochs -> values to minimise; the error from the best validation
     accuracy by each rung of successive halving, and from the int8 validation accuracy at the full
     budget), else None."""
-    from nas.study.fidelity import RUNG_ATTR
-    from nas.study.objectives import OBJECTIVES, is_feasible
-
     def fitness(t: FrozenTrial) -> dict[float, tuple[float, ...]] | None:
         a = t.user_attrs
         if not a.get("trained") or not is_feasible(cfg.budgets, a):
@@ -261,11 +263,6 @@ def trial_fitness(cfg: SearchConfig) -> Any:
 def make_objective(cfg: SearchConfig, ctx) -> Any:
     """The Optuna objective: sample a spec, evaluate it hardware first (successive halving when the
     config asks), store every figure."""
-    from nas.runtime import release_compiled
-    from nas.study.candidate import evaluate_candidate
-    from nas.study.fidelity import Halving, rung_epochs
-    from nas.study.objectives import constraint_values, objective_values
-
     space = make_space(cfg)
     rungs = rung_epochs(cfg.train.min_epochs, cfg.train.epochs, cfg.train.reduction_factor)
 
@@ -294,7 +291,7 @@ def make_objective(cfg: SearchConfig, ctx) -> Any:
             if rungs:
                 halving = Halving(trial.study, trial, rungs, cfg.train.reduction_factor, cfg.objectives, fig)
 
-        figures = evaluate_candidate(spec, ctx, trial.number, out, on_measured=measured,
+        figures = candidate.evaluate_candidate(spec, ctx, trial.number, out, on_measured=measured,
                                      after_eval=lambda entry: halving is not None and halving(entry))
         for key, value in figures.items():
             trial.set_user_attr(key, value)
@@ -322,8 +319,6 @@ def start_search(cfg: SearchConfig, storage: optuna.storages.BaseStorage | None 
     """
     import dataclasses
 
-    from nas.study.candidate import SearchContext, hardware_figures, probe_tflite
-    from nas.study.seeds import queue_seeds, resolve_budgets
 
     preflight(cfg)
     ctx = None
@@ -350,8 +345,6 @@ def run_worker(cfg: SearchConfig, study: optuna.Study, n_trials: int | None = No
                callbacks: list | None = None, ctx: Any = None) -> None:
     """Run trials in this process until `target_reached` (or the time limit); ``ctx`` reuses the data
     and evaluator `start_search` loaded."""
-    from nas.study.candidate import SearchContext
-
     if target_reached(study, cfg):  # before loading any data: a finished study has nothing to do
         return
     preflight(cfg)

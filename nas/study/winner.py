@@ -23,9 +23,18 @@ from typing import Any, TextIO
 
 from optuna.trial import FrozenTrial
 
+from hardware import read_tflite
+from hardware.boards import get_board
+from hardware.codegen import generate
+from hardware.firmware.build import BuildError, ToolchainMissing, build_firmware
+from hardware.firmware.project import write_project
+from nas.export.quantize import quantize_checkpoint
 from nas.progress import epoch_lines
+from nas.study.candidate import hardware_figures, load_data, make_evaluator
 from nas.study.config import SearchConfig
 from nas.study.pareto import usable_trials
+from nas.train import TrainConfig, load_checkpoint, train
+from search_spaces.spec import ArchSpec
 
 FIELDS = {
     "accuracy": lambda a: a.get("int8_val_accuracy"),
@@ -94,11 +103,6 @@ def export_trial(study, cfg: SearchConfig, trial: FrozenTrial, out_dir: Path | s
                  evaluator=None, data=None, epoch_stream: TextIO | None = None) -> dict[str, Any]:
     """Write the winner's files into ``out_dir`` and return the report (also ``report.json``); a retraining
     prints a line per epoch (to ``epoch_stream``, default stdout)."""
-    from nas.export.quantize import quantize_checkpoint
-    from nas.study.candidate import hardware_figures, load_data, make_evaluator
-    from nas.train import TrainConfig, load_checkpoint, train
-    from search_spaces.spec import ArchSpec
-
     t0 = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -143,12 +147,6 @@ def export_trial(study, cfg: SearchConfig, trial: FrozenTrial, out_dir: Path | s
 
 def write_firmware_project(model_bytes: bytes, board: str, out_dir: Path, variant: str | None) -> str:
     """The board's buildable C project (+ ELF when the toolchain is here); returns what was written."""
-    from hardware import read_tflite
-    from hardware.boards import get_board
-    from hardware.codegen import generate
-    from hardware.firmware.build import BuildError, ToolchainMissing, build_firmware
-    from hardware.firmware.project import write_project
-
     b = get_board(board)
     gm = generate(read_tflite(model_bytes), variant=variant or ("dsp" if b.dsp else "plain"), prefix="kws")
     image = None
