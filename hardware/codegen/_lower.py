@@ -216,6 +216,16 @@ def _conv(graph: Int8Graph, k: int, op: Op, variant: str, wide: bool = False) ->
         stream = _inplace.window_stream(*_window(graph, op), (kh, kw), p.stride, p.dilation, p.pad, 2, True)
         return Lowered(op.kind, (op.inputs[0],), op.outputs[0], call, arrays, 2 * k4 * 2, stream,
                        kernel="conv_dsp")
+    kr4, ocp = _ceil(kw * ic, 4), oc + (oc & 1)
+    row_scratch = ocp * 2 * 4 + 2 * kr4 * 2  # accumulators of two pixels, then their window row (int16)
+    if variant == "dsp" and not wide and kh > 1 and row_scratch <= MAX_SCRATCH_BYTES and oc >= MIN_GEMM_CHANNELS:
+        # the im2col of two pixels does not fit: the GEMM one window row at a time (kws_convrow_dsp)
+        rows = [gemm_weights(w[:, ky].reshape(oc, -1)).values for ky in range(kh)]
+        arrays = [CArray("w", "int8_t", np.concatenate(rows))] + _dsp_arrays(bias, p, mode, True)
+        call = (f"kws_convrow_dsp({{in0}}, {{out}}, {{w}}, {b}, {{q}}, {{r}}, (int32_t *)({{scratch}}), "
+                f"{_args(*geo)}, {tail}, {{rev}}, {mode});")
+        stream = _inplace.window_stream(*_window(graph, op), (kh, kw), p.stride, p.dilation, p.pad, 2, True)
+        return Lowered(op.kind, (op.inputs[0],), op.outputs[0], call, arrays, row_scratch, stream, kernel="conv_dsp")
     arrays = [CArray("w", "int8_t", w.ravel())] + _plain_arrays(bias, p)
     call = f"kws_conv({{in0}}, {{out}}, {{w}}, {b}, {{m}}, {{s}}, {_args(*geo)}, {tail}, {{rev}});"
     stream = _inplace.window_stream(*_window(graph, op), (kh, kw), p.stride, p.dilation, p.pad)

@@ -360,6 +360,68 @@ KWS_KERNEL void kws_conv_dsp(const int8_t *in, int8_t *out, const void *w, int w
     }
 }
 
+/* CONV_2D whose im2col of two pixels would not fit the scratch (tall windows over many channels,
+ * e.g. CNN-S's 10x4 over 28 channels): the GEMM one window row at a time. Per pair of pixels the
+ * int32 accumulators of every channel live in `acc` ([oc/2][a0, a1, b0, b1]), each window row is
+ * widened into `col` (pixel b right after pixel a) and multiplied by that row's weights (the
+ * kws_gemm layout per row, rows one after another), then all channels are requantized: one load
+ * and store of the accumulators per row and channel pair, against kw*ic MACs each. */
+KWS_KERNEL void kws_convrow_dsp(const int8_t *in, int8_t *out, const int8_t *w, const int32_t *bias, const int32_t *q,
+                                const int8_t *rsh, int32_t *acc, int n, int ih, int iw, int ic, int oh, int ow, int oc,
+                                int kh, int kw, int sh, int sw, int dh, int dw, int pt, int pl, int32_t in_off,
+                                int32_t out_off, int32_t lo, int32_t hi, int rev, int mode)
+{
+    const int k4 = (kw * ic + 3) & ~3, ocp = oc + (oc & 1), npix = n * oh * ow;
+    int16_t *col = (int16_t *)(acc + 2 * ocp);
+    for (int i = 0; i < npix; i += 2) {
+        const int two = npix - i >= 2;
+        const int p0 = rev ? npix - i - 1 - two : i;
+        for (int o = 0; o < ocp; o += 2) {
+            int32_t *a = acc + 2 * o;
+            a[0] = a[2] = bias ? bias[o] : 0;
+            a[1] = a[3] = bias && o + 1 < oc ? bias[o + 1] : 0;
+        }
+        const kws_u32a *wp = (const kws_u32a *)w;
+        for (int ky = 0; ky < kh; ky++) {
+            /* window row ky = a window of height 1 whose top padding is pt - ky*dh */
+            kws_im2col(in, col, p0, ih, iw, ic, oh, ow, 1, kw, sh, sw, dh, dw, pt - ky * dh, pl, in_off);
+            if (two)
+                kws_im2col(in, col + k4, p0 + 1, ih, iw, ic, oh, ow, 1, kw, sh, sw, dh, dw, pt - ky * dh, pl, in_off);
+            for (int o = 0; o < ocp; o += 2) {
+                int32_t *a = acc + 2 * o;
+                int32_t a0 = a[0], a1 = a[1], b0 = a[2], b1 = a[3];
+                const kws_u32a *pa = (const kws_u32a *)col;
+                if (k4 * 2 <= 1020) {
+                    KWS_UNROLL
+                    for (int g = 0; g < k4 / 4; g++)
+                        kws_gemm_step(&pa, &wp, k4 * 2, &a0, &a1, &b0, &b1);
+                } else {
+                    const kws_u32a *pb = (const kws_u32a *)(col + k4);
+                    for (int g = 0; g < k4 / 4; g++) {
+                        uint32_t xa02, xa13, xb02, xb13, w02, w13;
+                        kws_ld2_inc(&pa, &xa02, &xa13);
+                        kws_ld2_inc(&pb, &xb02, &xb13);
+                        kws_wpairs(&wp, 0, 0, 0, &w02, &w13);
+                        a0 = __smlad(xa13, w13, __smlad(xa02, w02, a0));
+                        b0 = __smlad(xb13, w13, __smlad(xb02, w02, b0));
+                        kws_wpairs(&wp, 0, 0, 0, &w02, &w13);
+                        a1 = __smlad(xa13, w13, __smlad(xa02, w02, a1));
+                        b1 = __smlad(xb13, w13, __smlad(xb02, w02, b1));
+                    }
+                }
+                a[0] = a0, a[1] = a1, a[2] = b0, a[3] = b1;
+            }
+        }
+        int8_t *ya = out + p0 * oc, *yb = two ? out + (p0 + 1) * oc : 0;
+        for (int o = 0; o < oc; o++) {
+            const int32_t *a = acc + 2 * (o & ~1) + (o & 1);
+            ya[o] = kws_sat8(kws_rq(a[0], q + 2 * o, rsh[o], out_off, mode), lo, hi);
+            if (yb)
+                yb[o] = kws_sat8(kws_rq(a[2], q + 2 * o, rsh[o], out_off, mode), lo, hi);
+        }
+    }
+}
+
 /* FULLY_CONNECTED: rows widened into `col` (one or two at a time), then the same GEMM. */
 KWS_KERNEL void kws_fc_dsp(const int8_t *in, int8_t *out, const void *w, int wide, const int32_t *bias,
                            const int32_t *q, const int8_t *rsh, int16_t *col, int rows, int depth, int oc, int32_t in_off,

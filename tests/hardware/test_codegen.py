@@ -476,6 +476,32 @@ def test_cross_compiles_for_cortex_m(dscnn, variant, tmp_path):
     assert set(undefined[1::2]) <= {"memcpy", "memset"}  # no libgcc helpers (64-bit division, ...)
 
 
+def _tall_window_graph(seed: int) -> Int8Graph:
+    """Convolutions whose two-pixel im2col exceeds the scratch limit (10x4 over 28 channels: 1,120 taps),
+    as in CNN-S: SAME (padding rows above and below the window rows) with an even channel count, a
+    dilated one, and VALID with a vertical stride and an odd channel count."""
+    from hardware.graph import Activation
+
+    rng = np.random.default_rng(seed)
+    b = GraphBuilder(rng, (1, 14, 6, 28), input_scale=0.05, input_zero_point=int(rng.integers(-60, 60)), jitter=0.5)
+    x = b.conv(b.input, 28, (10, 4), (1, 1), Padding.SAME, act=Activation.NONE, spread=1.0)
+    x = b.conv(x, 28, (4, 10), (1, 1), Padding.SAME, act=Activation.RELU6, dilation=(2, 1))
+    x = b.conv(x, 7, (10, 4), (2, 1), Padding.VALID, act=Activation.RELU, spread=2.0)
+    return b.finish([b.fc(b.mean(x), 3, Activation.NONE)])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_tall_window_convolutions_run_row_by_row_bit_exact(seed, cache):
+    """Too many taps for the two-pixel im2col: the DSP variant takes the row-by-row GEMM (a few hundred
+    bytes of scratch) instead of the plain kernel, bit-exact on the host."""
+    g = _tall_window_graph(seed)
+    for variant in VARIANTS:
+        gm = _check_exact(g, variant, cache, n=8, seed=seed)
+        if variant == "dsp":
+            assert gm.files["kws_model.c"].count("kws_convrow_dsp(") == 3
+            assert gm.scratch_bytes == 28 * 2 * 4 + 2 * (10 * 28) * 2  # the widest window row: 10 taps
+
+
 # ---- the inline-asm paths, on the emulated Cortex-M4 (the host runs their C twins) ----
 
 def _asm_path_graph(h: int, seed: int) -> Int8Graph:
@@ -510,3 +536,7 @@ def test_asm_kernel_paths_bit_exact_on_the_emulated_m4(h):
     assert m.ok, m.error
     assert m.output_match is True
     assert any(o.kind == "DEPTHWISE_CONV_2D" for o in m.ops)
+    if h == 5:  # and the row-by-row GEMM of tall windows (kws_gemm_step per window row)
+        tall = EmulatorEvaluator(variant="dsp", checks=3).measure(write_tflite(_tall_window_graph(7)),
+                                                                   get_board("mps2-an386"))
+        assert tall.ok and tall.output_match is True, tall.error
