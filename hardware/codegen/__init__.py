@@ -17,7 +17,7 @@ stores the DSP GEMM (and row-kernel depthwise) weights as int16 (fewer instructi
 flash). All are bit-exact with ``hardware.reference``.
 
 Measured on DS-CNN-S (emulated Cortex-M4, ``-O2``, ``experiments/benchmarks/bench_hardware.py``):
-23.9 M instructions, 31.3 KB flash (plain); 3.28 M instructions = 1.24 per MAC, 35.8 KB flash
+23.9 M instructions, 30.7 KB flash (plain); 3.29 M instructions = 1.24 per MAC, 34.1 KB flash
 (dsp, int8 weights); arena 8.4 KB (plain) / 9.7 KB (dsp) against TFLM's 23.4 KB.
 
 C API (prefix ``kws``): ``kws_input()``, ``kws_output()``, ``kws_run()``, ``kws_invoke(in, out)``,
@@ -26,7 +26,8 @@ C API (prefix ``kws``): ``kws_input()``, ``kws_output()``, ``kws_run()``, ``kws_
 every op (define them before compiling to profile; empty by default).
 """
 
+from hardware.codegen._core import int8_core
 from hardware.codegen._generate import GENERATOR_VERSION, VARIANTS, GeneratedModel, OpInfo, generate
 from hardware.codegen.host import HostModel
 
-__all__ = ["GENERATOR_VERSION", "VARIANTS", "GeneratedModel", "HostModel", "OpInfo", "generate"]
+__all__ = ["GENERATOR_VERSION", "VARIANTS", "GeneratedModel", "HostModel", "OpInfo", "generate", "int8_core"]

@@ -20,6 +20,9 @@ KERNEL_FILES = {"plain": ("kws_fixedpoint.h", "kws_kernels.h"),
                 "dsp": ("kws_fixedpoint.h", "kws_kernels.h", "kws_acle.h", "kws_kernels_dsp.h")}
 
 
+_ITEM_BYTES = {"int8_t": 1, "int16_t": 2, "int32_t": 4}
+
+
 @dataclass(frozen=True)
 class OpInfo:
     """One generated op: a C-safe name (position, kind, output shape), the op kind and its MACs."""
@@ -69,6 +72,9 @@ class GeneratedModel:
     intact_tensors: tuple[int, ...] = ()        # tensors still in the arena, as computed, after a run
     tensor_names: MappingProxyType = field(default_factory=dict)  # activation tensor -> its name
     keep_all: bool = False                      # a debug build: every tensor intact
+    functions: tuple[str, ...] = ()             # C function each op calls (kws_conv3r_dsp, ...; "" for an alias)
+    calls: tuple[str, ...] = ()                 # each op's call with its shape literals: equal calls share code
+    model_data_bytes: int = 0                   # constant arrays in flash (weights, biases, requantization)
 
     def write(self, directory) -> list[Path]:
         out = Path(directory)
@@ -204,7 +210,16 @@ def build_model(graph: Int8Graph, variant: str, prefix: str, place, wide_weights
         tuple(plan.in_place(pos) for pos in range(len(lowered))),
         tuple(plan.direction(pos) for pos in range(len(lowered))), bool(wide_weights and variant == "dsp"),
         intact_tensors=_intact(plan, buf_of), tensor_names=MappingProxyType({t: g.tensors[t].name for t in offsets}),
-        keep_all=keep_all)
+        keep_all=keep_all, functions=tuple((low.call or "").split("(")[0] for low in lowered),
+        calls=tuple(low.call or "" for low in lowered),
+        model_data_bytes=_model_data_bytes(lowered))
+
+
+def _model_data_bytes(lowered) -> int:
+    """Flash of the constant arrays once linked: each 4-byte aligned, identical arrays once (GCC's -O2
+    folds identical read-only variables, e.g. the all-zero biases of an untrained model)."""
+    arrays = {(a.ctype, np.ascontiguousarray(a.values, np.int64).tobytes()): a for low in lowered for a in low.arrays}
+    return sum(-(-a.values.size * _ITEM_BYTES[a.ctype] // 4) * 4 for a in arrays.values())
 
 
 def _intact(plan: _plan.Plan, buf_of: dict[int, int]) -> tuple[int, ...]:

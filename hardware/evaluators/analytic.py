@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from hardware.boards import Board
-from hardware.codegen import generate
+from hardware.codegen import generate, int8_core
 from hardware.evaluators.base import CachingEvaluator
 from hardware.evaluators.cache import MeasurementCache, sources_digest
 from hardware.evaluators.result import Measurement, OpCount
@@ -30,21 +30,58 @@ _COSTS = {
             OpKind.ADD: (0.0, 34.9, 0.0), OpKind.SOFTMAX: (0.0, 64.3, 0.0)},
 }
 _OTHER_COST = (0.0, 4.0, 1.0)   # PAD, QUANTIZE, ...: a pass over the data (not fitted)
-_CODE_BYTES_PER_OP = {"plain": 350, "dsp": 640}   # kernels are inlined per call (DS-CNN-S: 3.8 / 7.0 KB)
+
+# Per C kernel function (what the code generator calls for an op), instructions = a*MACs + b*output
+# elements + c*(window taps x output pixels) + d*(window positions x output elements) + e*input
+# elements + f (see op_features): non-negative least squares,
+# relative error, on the per-op emulator counts of every preset (`bench_analytic.py --fit`: dsp on
+# mps2-an386, plain on mps2-an385). Kernels not listed use _COSTS by op kind.
+_FUNCTION_COSTS: dict[str, dict[str, tuple[float, ...]]] = {
+    "dsp": {"alias": (0, 0, 0, 0, 0, 31), "kws_conv3r_dsp": (0.9292, 0, 10.4, 0.2088, 0, 0),
+            "kws_conv_dsp": (1.033, 0, 0, 0, 0, 80660), "kws_convrow_dsp": (0.9942, 0, 2.188, 1.482, 0, 0),
+            "kws_dwconv": (3.154, 0, 2.322, 0, 30.6, 73.69), "kws_dwconv_dsp": (5.154, 0, 0, 0, 0, 0),
+            "kws_dwplane_dsp": (2.176, 0, 0, 0, 0, 0), "kws_fc": (6.006, 0, 0.108, 0, 0, 0),
+            "kws_fc_dsp": (1.651, 15.94, 1.426, 0, 0, 63.55), "kws_pool": (0, 0, 0, 0, 4.92, 0),
+            "kws_softmax": (0, 0, 0, 0, 0, 1764)},
+    "plain": {"alias": (0, 0, 0, 0, 0, 31), "kws_conv": (5.947, 38.99, 0, 4.252, 0, 0),
+              "kws_dwconv": (18.29, 0, 79.3, 0, 0, 0), "kws_fc": (6.001, 34.99, 0, 0, 0, 53.13),
+              "kws_pool": (0, 0, 0, 0, 4.92, 0), "kws_softmax": (0, 0, 0, 0, 0, 1755)},
+}
+# Flash of the code: bytes per distinct call of each kernel function (a call is inlined with its shape
+# literals; layers of one shape share it) and per call site ("ops"), fitted alike to the linked images;
+# the runtime (protocol server, board code, vectors, startup) as measured on mps2-an386 / -an385.
+_CODE_BYTES: dict[str, dict[str, int]] = {
+    "dsp": {"kws_conv3r_dsp": 604, "kws_conv_dsp": 640, "kws_convrow_dsp": 900, "kws_dwconv": 132,
+            "kws_dwconv_dsp": 1008, "kws_dwplane_dsp": 1064, "kws_fc": 347, "kws_fc_dsp": 387, "kws_pool": 253,
+            "kws_softmax": 0, "ops": 110},
+    "plain": {"kws_conv": 240, "kws_dwconv": 434, "kws_fc": 379, "kws_pool": 217, "kws_softmax": 0, "ops": 104},
+}
+_RUNTIME_BYTES = {"dsp": 2853, "plain": 2813}
+_CODE_BYTES_PER_OP = {"plain": 350, "dsp": 640}   # a kernel not fitted above (and graphs the generator refuses)
 _STACK_BYTES = {"plain": 200, "dsp": 500}         # measured peaks on DS-CNN-S
-_RUNTIME_FLASH_BYTES = 2760   # protocol server, board code, vectors, startup (measured, mps2-an386)
 _HARNESS_RAM_BYTES = 1110     # protocol buffers; + staged input + 8 bytes per op (measured)
+
+
+def op_features(graph: Int8Graph, k: int) -> tuple[float, ...]:
+    """What op ``k``'s instruction count grows with: (MACs, output elements, window taps x output
+    pixels, window positions x output elements, input elements, 1)."""
+    op = graph.ops[k]
+    out, x = graph.tensors[op.outputs[0]], graph.tensors[op.inputs[0]]
+    macs = graph.op_macs(k)
+    channels = out.shape[-1] if out.shape and out.shape[-1] else 1
+    depth = x.shape[-1] if x.shape and x.shape[-1] else 1
+    return (float(macs), float(out.size), float(macs / channels), float(macs / depth), float(x.size), 1.0)
 
 
 class AnalyticEvaluator(CachingEvaluator):
     """No toolchain, no board: every figure estimated from the graph (``estimated=True``).
 
-    Instructions: per op kind, costs per MAC, output and input element fitted to emulator counts
-    (``_COSTS``); ``latency_ms_est`` = instructions x board CPI / clock. Flash: parameter bytes
-    plus the per-channel requantization constants (int32 multiplier and shift) plus kernel code
-    per op and the runtime. RAM: the code generator's own arena plan when ``hardware.codegen`` is
-    importable (pure Python, exact), else the peak of live activation bytes over the schedule;
-    plus harness and stack allowances. Over-budget estimates say ``feasible=False``.
+    The code generator (pure Python) runs as for a measurement: the arena is its plan (exact), the
+    model data its constant arrays (exact), and each op's instructions and code bytes come from the
+    kernel function it calls (``_FUNCTION_COSTS``, ``_CODE_BYTES``, fitted to emulator counts);
+    ``latency_ms_est`` = instructions x board CPI / clock. A graph the generator refuses is
+    estimated per op kind (``_COSTS``) with a lifetime bound for the arena. Over-budget estimates say
+    ``feasible=False``.
     """
 
     name = "analytic"
@@ -54,33 +91,46 @@ class AnalyticEvaluator(CachingEvaluator):
         self.variant = variant
 
     def _settings(self, board: Board) -> dict[str, Any]:
-        return {"variant": self.variant, "codegen": sources_digest(), "model": "analytic-1"}
+        return {"variant": self.variant, "codegen": sources_digest(), "model": "analytic-2"}
 
     def _measure(self, model_bytes: bytes, graph: Int8Graph, board: Board) -> Measurement:
         variant = self.variant or ("dsp" if board.dsp else "plain")
-        order = [i for i in graph.topological_order()
-                 if graph.ops[i].kind not in (OpKind.QUANTIZE, OpKind.DEQUANTIZE, OpKind.RESHAPE)]
-        ops, total = [], 0.0
-        for k, i in enumerate(order):
-            op = graph.ops[i]
-            per_mac, per_out, per_in = _COSTS[variant].get(op.kind, _OTHER_COST)
-            macs = graph.op_macs(i)
-            est = (per_mac * macs + per_out * graph.tensors[op.outputs[0]].size
-                   + per_in * graph.tensors[op.inputs[0]].size + 60)  # + call and hook overhead
+        try:
+            gm = generate(graph, variant=variant, prefix="kws")
+        except Exception:  # a graph the generator cannot take: estimated per op kind
+            gm = None
+        core = int8_core(graph).graph if gm is not None else graph
+        order = core.topological_order()
+        ops, total, code = [], 0.0, 0
+        for pos, i in enumerate(order):
+            op = core.ops[i]
+            if gm is None and op.kind in (OpKind.QUANTIZE, OpKind.DEQUANTIZE, OpKind.RESHAPE):
+                continue
+            fn = (gm.functions[pos] or "alias") if gm is not None else ""
+            feats = op_features(core, i)
+            coef = _FUNCTION_COSTS[variant].get(fn)
+            if coef is None:
+                per_mac, per_out, per_in = _COSTS[variant].get(op.kind, _OTHER_COST)
+                coef = (per_mac, per_out, 0.0, 0.0, per_in, 60.0)  # + call and hook overhead
+            est = sum(c * f for c, f in zip(coef, feats, strict=True))
             total += est
-            ops.append(OpCount(f"{k:02d}_{op.kind.value.lower()}", op.kind.value, macs, int(est)))
-        weighted = [op for op in graph.ops if op.kind in (OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D,
-                                                          OpKind.FULLY_CONNECTED)]
-        channels = sum(graph.tensors[op.outputs[0]].shape[-1] for op in weighted)
-        model_data = graph.param_bytes() + 8 * channels
-        if variant == "dsp":  # the dsp depthwise kernel keeps its weights as int16
-            model_data += sum(graph.tensors[op.inputs[1]].nbytes for op in weighted
-                              if op.kind == OpKind.DEPTHWISE_CONV_2D)
-        kernels = _CODE_BYTES_PER_OP[variant] * len(order)
-        flash = model_data + kernels + _RUNTIME_FLASH_BYTES
-        arena = self._arena_bytes(graph, variant)
+            ops.append(OpCount(f"{len(ops):02d}_{op.kind.value.lower()}", op.kind.value, graph.op_macs(i)
+                               if gm is None else core.op_macs(i), int(est)))
+        if gm is not None:
+            model_data, arena = gm.model_data_bytes, gm.arena_bytes
+            sizes = _CODE_BYTES[variant]
+            distinct = {call: fn for call, fn in zip(gm.calls, gm.functions, strict=True) if call}
+            code = sizes["ops"] * len(gm.calls) + sum(sizes.get(fn, _CODE_BYTES_PER_OP[variant]) for fn in distinct.values())
+        else:
+            weighted = [op for op in graph.ops if op.kind in (OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D,
+                                                              OpKind.FULLY_CONNECTED)]
+            model_data = graph.param_bytes() + 8 * sum(graph.tensors[op.outputs[0]].shape[-1] for op in weighted)
+            arena = self._lifetime_bound(graph)
+            code = _CODE_BYTES_PER_OP[variant] * len(ops)
+        runtime = _RUNTIME_BYTES[variant]
+        flash = model_data + code + runtime
         dev_in, _ = device_io(graph)
-        harness = _HARNESS_RAM_BYTES + graph.tensors[dev_in].nbytes + 8 * len(order)
+        harness = _HARNESS_RAM_BYTES + graph.tensors[dev_in].nbytes + 8 * len(ops)
         static, stack = arena + harness, _STACK_BYTES[variant]
         feasible = flash <= board.flash_bytes and static + stack <= board.ram_bytes
         instructions = int(total)
@@ -89,16 +139,13 @@ class AnalyticEvaluator(CachingEvaluator):
             error=None if feasible else "estimated over the board's flash or RAM budget", feasible=feasible,
             estimated=True, variant=variant, counter="instructions", instructions=instructions,
             latency_ms_est=1e3 * instructions * board.cpi / board.clock_hz, flash_bytes=flash,
-            flash_split={"model_data": model_data, "kernels": kernels, "runtime": _RUNTIME_FLASH_BYTES,
-                         "startup": 0},
+            flash_split={"model_data": model_data, "kernels": code, "runtime": runtime, "startup": 0},
             ram_bytes=static + stack, ram_static_bytes=static, ram_arena_bytes=arena, ram_stack_bytes=stack,
             ram_harness_bytes=harness, ops=tuple(ops))
 
     @staticmethod
-    def _arena_bytes(graph: Int8Graph, variant: str) -> int:
-        try:
-            return int(generate(graph, variant=variant, prefix="kws").arena_bytes)
-        except Exception:  # a graph the generator cannot take: a lower bound from lifetimes
-            life = graph.tensor_lifetimes()
-            return max((sum(graph.tensors[t].nbytes for t, (a, b) in life.items() if a <= pos <= b)
-                        for pos in range(len(graph.ops))), default=0)
+    def _lifetime_bound(graph: Int8Graph) -> int:
+        """A lower bound of the arena from tensor lifetimes (for graphs the generator refuses)."""
+        life = graph.tensor_lifetimes()
+        return max((sum(graph.tensors[t].nbytes for t, (a, b) in life.items() if a <= pos <= b)
+                    for pos in range(len(graph.ops))), default=0)
