@@ -68,6 +68,20 @@ uint64_t board_counter(void)
     return (uint64_t)wraps * (SYSTICK_RELOAD + 1u) + (SYSTICK_RELOAD - val);
 }
 
+/* Restart SysTick so its wrap interrupts land at the same points of every run: the host's timing
+ * moves the counter's phase while the firmware idles in WFI, and an exception frame stacked at the
+ * model's deepest call would change the measured stack peak by its 32 bytes from run to run. */
+void board_counter_restart(void)
+{
+    __asm__ volatile("cpsid i" ::: "memory");
+    SYST_CVR = 0;                  /* clears the count; it reloads on the next tick */
+    while (SYST_CVR == 0)
+        ;
+    SCB_ICSR = ICSR_PENDSTCLR;     /* a wrap from before the restart is not this run's */
+    systick_wraps = 0;
+    __asm__ volatile("cpsie i" ::: "memory");
+}
+
 uint64_t board_counter_units(uint64_t ticks)
 {
     /* round(ticks * ns_per_tick / 2^N): exact, since one tick is less than half an instruction */

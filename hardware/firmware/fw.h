@@ -27,6 +27,7 @@
 #define SYST_RVR REG32(0xE000E014u)
 #define SYST_CVR REG32(0xE000E018u)
 #define ICSR_PENDSTSET (1u << 26)
+#define ICSR_PENDSTCLR (1u << 25)
 
 /* Counter kinds reported by board-info (hardware/wire.py CounterKind). */
 #define COUNTER_CYCLES 0u
@@ -39,6 +40,7 @@ void board_flush(void);                /* wait until the last byte has left */
 void board_uart_irq(void);             /* the UART RX interrupt handler (startup.c vectors it) */
 uint64_t board_counter(void);          /* monotonic count in the board's counter unit (raw) */
 uint64_t board_counter_units(uint64_t raw_delta); /* raw delta -> instructions or cycles */
+void board_counter_restart(void);      /* before a timed run: the counter's interrupts at fixed points */
 void board_systick_irq(void);          /* SysTick handler (platforms that count wraps) */
 __attribute__((noreturn)) void board_exit(int code); /* semihosting exit (QEMU) or reset */
 extern const uint32_t board_counter_kind;

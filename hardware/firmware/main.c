@@ -157,6 +157,7 @@ static int cmd_run(const uint8_t *a, uint32_t n, uint8_t *out)
     for (uint32_t r = 0; r < runs; r++) {
         memcpy(kws_input(), fw_input_stash, fw_input_bytes);
         fw_profiling = flags & 1u;
+        board_counter_restart();
         uint64_t t0 = board_counter();
         kws_run();
         uint64_t t1 = board_counter();
