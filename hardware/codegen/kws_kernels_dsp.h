@@ -208,6 +208,11 @@ KWS_HELPER void kws_gemm(const int16_t *xa, const int16_t *xb, int two, const vo
             KWS_UNROLL
             for (int g = 0; g < k4 / 4; g++)
                 kws_gemm_step(&pa, &wp, k4 * 2, &a0, &a1, &b0, &b1);
+        } else if (!two && !wide && w_off == 0) {
+            /* one row (a fully connected layer): the same step without pixel b */
+            KWS_UNROLL
+            for (int g = 0; g < k4 / 4; g++)
+                kws_gemm1_step(&pa, &wp, &a0, &a1);
         } else
         for (int g = 0; g < k4 / 4; g++) {
             uint32_t xa02, xa13, xb02 = 0, xb13 = 0, w02, w13;

@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from nas.cli.inspect import read_model_bytes
-    from nas.evaluate_tflite import LABEL_ORDERS, EvaluationError, evaluate_tflite
+    from nas.export.evaluate_tflite import LABEL_ORDERS, EvaluationError, evaluate_tflite
 
     if args.limit is not None and args.limit <= 0:
         raise UserError("--limit must be positive")

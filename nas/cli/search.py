@@ -220,7 +220,7 @@ def _plot(args: argparse.Namespace) -> int:
 
 def reference_point(path: Path, cfg: Any) -> Any:
     """A `.tflite` as a labelled point: accuracy on the study's data (validation split), hardware on its board."""
-    from nas.evaluate_tflite import evaluate_tflite
+    from nas.export.evaluate_tflite import evaluate_tflite
     from nas.study.candidate import hardware_figures, make_evaluator
     from nas.study.plots import ReferencePoint
 

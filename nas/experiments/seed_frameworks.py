@@ -36,7 +36,7 @@ from hardware.inspect import inspect_tflite
 from hardware.tools import version_line
 from nas.config_files import build, read_settings, tuples
 from nas.data.label_sets import get_protocol
-from nas.evaluate_tflite import evaluate_tflite
+from nas.export.evaluate_tflite import evaluate_tflite
 from nas.export.quantize import quantize_checkpoint
 from nas.plotting import pyplot, save_png
 from nas.progress import LineLog

@@ -24,7 +24,7 @@ from hardware.graph import (
 from nas.cli import main as nas_main
 from nas.data.label_sets import STANDARD_12, LabelProtocol
 from nas.data.labels import LABELS_12
-from nas.evaluate_tflite import (
+from nas.export.evaluate_tflite import (
     TFDS_LABELS,
     EvaluationError,
     Port,
