@@ -247,8 +247,12 @@ def main() -> int:
     rows: list[Row] = []
     for preset, path in models:
         t0 = time.perf_counter()
-        data = int8_model(preset, args.seed) if path is None else path.read_bytes()
-        g = read_tflite(data)
+        try:
+            data = int8_model(preset, args.seed) if path is None else path.read_bytes()
+            g = read_tflite(data)
+        except (OSError, ValueError) as e:  # an unreadable or unsupported file: say so, measure the rest
+            print(f"\n{preset}: skipped ({e})")
+            continue
         try:
             tflm = tflm_arena_bytes(data)
         except Exception as e:  # tflite-micro missing or refusing the model
