@@ -216,10 +216,10 @@ def build_model(graph: Int8Graph, variant: str, prefix: str, place, wide_weights
 
 
 def _model_data_bytes(lowered) -> int:
-    """Flash of the constant arrays once linked: each 4-byte aligned, identical arrays once (GCC's -O2
-    folds identical read-only variables, e.g. the all-zero biases of an untrained model)."""
-    arrays = {(a.ctype, np.ascontiguousarray(a.values, np.int64).tobytes()): a for low in lowered for a in low.arrays}
-    return sum(-(-a.values.size * _ITEM_BYTES[a.ctype] // 4) * 4 for a in arrays.values())
+    """Flash of the constant arrays once linked, each 4-byte aligned. An all-zero bias is not linked at
+    all: GCC folds the kernel's loads from it to 0 (an untrained model's biases)."""
+    return sum(-(-a.values.size * _ITEM_BYTES[a.ctype] // 4) * 4 for low in lowered for a in low.arrays
+               if a.suffix != "b" or np.any(a.values))
 
 
 def _intact(plan: _plan.Plan, buf_of: dict[int, int]) -> tuple[int, ...]:

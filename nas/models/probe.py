@@ -10,8 +10,8 @@ ops in the same order with the same kinds, weight and bias shapes, strides, padd
 pool windows. Weight *values* differ (numpy's generator, not JAX's), which no cost figure depends on.
 Batch norm at initialisation folds to the identity (scale 1, shift 0, mean 0, variance 1), so folded
 weights are the raw initial weights scaled by 1/sqrt(1 + eps). Biases are small random values, not the
-initial zeros: the code generator stores identical constant arrays once, so all-zero biases would make
-an untrained build ~1 KB per 256 channels smaller in flash than the same network trained.
+initial zeros: GCC folds the kernels' loads from an all-zero constant bias to 0 and drops the array, so
+zero biases would make an untrained build 1 KB per 256 channels smaller in flash than the network trained.
 """
 
 from __future__ import annotations
