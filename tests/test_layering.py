@@ -27,6 +27,6 @@ def test_the_import_contracts_hold() -> None:
     `search_spaces` neither `nas` nor `hardware`, only the CLI imports the CLI, private modules stay in
     their package, sibling modules import each other without cycles."""
     res = subprocess.run([sys.executable, "-c", "import sys; from importlinter.cli import lint_imports_command; "
-                          "sys.exit(lint_imports_command())", "--no-cache", "--config", str(REPO / "pyproject.toml")],
+                          "sys.exit(lint_imports_command())", "--no-cache", str(REPO / "pyproject.toml")],
                          cwd=REPO, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and "0 broken" in res.stdout, res.stdout[-3000:] + res.stderr[-2000:]
