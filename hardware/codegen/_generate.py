@@ -72,9 +72,13 @@ class GeneratedModel:
     intact_tensors: tuple[int, ...] = ()        # tensors still in the arena, as computed, after a run
     tensor_names: MappingProxyType = field(default_factory=dict)  # activation tensor -> its name
     keep_all: bool = False                      # a debug build: every tensor intact
-    functions: tuple[str, ...] = ()             # C function each op calls (kws_conv3r_dsp, ...; "" for an alias)
     calls: tuple[str, ...] = ()                 # each op's call with its shape literals: equal calls share code
     model_data_bytes: int = 0                   # constant arrays in flash (weights, biases, requantization)
+
+    @property
+    def functions(self) -> tuple[str, ...]:
+        """The C function each op calls (kws_conv3r_dsp, ...; "" for an alias)."""
+        return tuple(call.split("(")[0] for call in self.calls)
 
     def write(self, directory) -> list[Path]:
         out = Path(directory)
@@ -210,8 +214,7 @@ def build_model(graph: Int8Graph, variant: str, prefix: str, place, wide_weights
         tuple(plan.in_place(pos) for pos in range(len(lowered))),
         tuple(plan.direction(pos) for pos in range(len(lowered))), bool(wide_weights and variant == "dsp"),
         intact_tensors=_intact(plan, buf_of), tensor_names=MappingProxyType({t: g.tensors[t].name for t in offsets}),
-        keep_all=keep_all, functions=tuple((low.call or "").split("(")[0] for low in lowered),
-        calls=tuple(low.call or "" for low in lowered),
+        keep_all=keep_all, calls=tuple(low.call or "" for low in lowered),
         model_data_bytes=_model_data_bytes(lowered))
 
 

@@ -192,8 +192,8 @@ KWS_KERNEL void kws_add(const int8_t *a, const int8_t *bb, int8_t *out, int d0, 
 
 /* SOFTMAX over rows of `depth`: exp of -(row max - x), scaled by TFLM's input multiplier and left
  * shift into Q5.26 (kws_softmax_exp, per element); differences beyond `lim` count as exp = 0 and
- * give -128. Each row is read
- * twice, then written element by element, each element read just before it is overwritten. */
+ * give -128. Each row is read twice, then written element by element, each element read just before
+ * it is overwritten. */
 KWS_KERNEL void kws_softmax(const int8_t *in, int8_t *out, int rows, int depth, int32_t multiplier, int left_shift,
                             int lim, int rev)
 {

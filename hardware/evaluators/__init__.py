@@ -26,32 +26,46 @@ URL; :class:`AnalyticEvaluator` needs no toolchain and estimates everything from
 
 Modules: ``result`` (Measurement), ``base`` (the contract and the cached ``measure``), ``cache``,
 ``session`` (the dialogue with the firmware and the bit-exact check), ``building`` (generate C and
-build firmware), ``emulator``, ``serial_board``, ``analytic``.
+build firmware), ``emulator``, ``serial_board``, ``analytic``. Importing this package is light (the
+CLI reads ``EVALUATORS`` when it starts): the classes load on first use.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from hardware.boards import Board, get_board
-from hardware.evaluators.analytic import AnalyticEvaluator
-from hardware.evaluators.base import Evaluator
-from hardware.evaluators.cache import MeasurementCache
-from hardware.evaluators.emulator import EmulatorEvaluator, emulation_missing
-from hardware.evaluators.result import Measurement, OpCount
-from hardware.evaluators.serial_board import SerialBoardEvaluator
-from hardware.evaluators.session import CheckInputs
-from hardware.flashing import make_programmer
+if TYPE_CHECKING:
+    from hardware.boards import Board
+    from hardware.evaluators.analytic import AnalyticEvaluator
+    from hardware.evaluators.base import Evaluator
+    from hardware.evaluators.cache import MeasurementCache
+    from hardware.evaluators.emulator import EmulatorEvaluator, emulation_missing
+    from hardware.evaluators.result import Measurement, OpCount
+    from hardware.evaluators.serial_board import SerialBoardEvaluator
+    from hardware.evaluators.session import CheckInputs
 
 __all__ = [
-    "AnalyticEvaluator", "CheckInputs", "EmulatorEvaluator", "EvaluatorChoiceError", "Evaluator", "Measurement",
-    "MeasurementCache", "OpCount", "SerialBoardEvaluator", "emulation_missing", "get_evaluator",
+    "EVALUATORS", "AnalyticEvaluator", "CheckInputs", "EmulatorEvaluator", "EvaluatorChoiceError", "Evaluator",
+    "Measurement", "MeasurementCache", "OpCount", "SerialBoardEvaluator", "emulation_missing", "get_evaluator",
 ]
 
 log = logging.getLogger(__name__)
 
 EVALUATORS = ("emulator", "serial", "analytic")
+
+# the public names and the module each lives in, loaded on first use (PEP 562)
+_LAZY = {"AnalyticEvaluator": "analytic", "Evaluator": "base", "MeasurementCache": "cache",
+         "EmulatorEvaluator": "emulator", "emulation_missing": "emulator", "Measurement": "result",
+         "OpCount": "result", "SerialBoardEvaluator": "serial_board", "CheckInputs": "session"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
 
 
 class EvaluatorChoiceError(ValueError):
@@ -63,9 +77,15 @@ def get_evaluator(kind: str | None, board: Board | str | None = None, *, port: s
                   probe: str | None = None, debug: bool = False, check_inputs: CheckInputs | None = None) -> Evaluator:
     """The evaluator ``kind`` names, for ``board``. ``kind=None`` picks: ``serial`` with a ``port`` or
     for a real board, else ``emulator``, or ``analytic`` (with a warning) when the emulator's tools
-    are missing; a named ``emulator`` without them is an error. ``flash`` (``pyocd[:TARGET]`` or a command) programs a serial board
-    first; ``check_inputs`` gives real inputs for the device check. Raises
+    are missing; a named ``emulator`` without them is an error. ``flash`` (``pyocd[:TARGET]`` or a
+    command) programs a serial board first; ``check_inputs`` gives real inputs for the device check. Raises
     :class:`EvaluatorChoiceError` for contradictory options."""
+    from hardware.boards import get_board
+    from hardware.evaluators.analytic import AnalyticEvaluator
+    from hardware.evaluators.emulator import EmulatorEvaluator, emulation_missing
+    from hardware.evaluators.serial_board import SerialBoardEvaluator
+    from hardware.flashing import make_programmer
+
     if kind is not None and kind not in EVALUATORS:
         raise EvaluatorChoiceError(f"evaluator must be one of {', '.join(EVALUATORS)}, got {kind!r}")
     board = get_board(board)
