@@ -4,7 +4,8 @@
 #      pyproject.toml or the requested extras change);
 #   2. the Debian packages of the hardware side (gcc-arm-none-eabi, libnewlib-arm-none-eabi,
 #      qemu-system-arm) when missing and we can install them (root or password-less sudo). Where we
-#      cannot, the exact command is printed and the project still works with the analytic evaluator.
+#      cannot, the exact command is printed and the project still works with the analytic evaluator;
+#   3. the compiled training kernels (g++, `python -m nas.models.native`), built once into the user cache.
 # Extra Python extras: KWSNAS_EXTRAS="test,bench" scripts/bootstrap.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,6 +52,12 @@ if ! dpkg -s libnewlib-arm-none-eabi >/dev/null 2>&1 && [ ! -e /usr/lib/arm-none
   missing+=(libnewlib-arm-none-eabi)
 fi
 command -v qemu-system-arm >/dev/null 2>&1 || missing+=(qemu-system-arm)
+# The host C++ compiler builds the compiled training kernels (nas/models/native; without it training falls
+# back to the slower pure-JAX path).
+if ! command -v "${CXX:-g++}" >/dev/null 2>&1; then
+  missing+=(g++)
+  DEB_PACKAGES+=(g++)
+fi
 # The test suite runs a real PostgreSQL server (distributed-search test) when it can.
 if [[ "${KWSNAS_EXTRAS:-test}" == *test* ]] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   missing+=(postgresql)
@@ -81,4 +88,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 else
   log "toolchain present: $(arm-none-eabi-gcc --version | head -1); $(qemu-system-arm --version | head -1)"
+fi
+
+# --- compiled training kernels ------------------------------------------------------------------------------
+# Built once into the user cache (keyed by source, compiler and CPU), so no training pays the compile.
+if "$VENV/bin/python" -m nas.models.native >/dev/null 2>"$VENV/.native-build.log"; then
+  log "compiled training kernels ready"
+else
+  log "compiled training kernels not built ($(tail -1 "$VENV/.native-build.log")); training uses the pure-JAX path"
 fi

@@ -5,7 +5,8 @@
 Prints samples/s (best and median of ``--repeats`` timed runs of ``--steps`` steps, after a warm-up) at
 batch 100 with AdamW, hello-edge 49x10 features given as input, batch norm in training mode, for:
 
-* JAX, one process (XLA's default 2 threads);
+* JAX, one process (XLA's default 2 threads), with the compiled training kernels (`nas.models.native`) and
+  without them (``KWSNAS_NATIVE=0``: the pure-JAX path a machine without a C++ compiler gets);
 * JAX, two processes at once, each single-threaded and pinned to one core (`nas.runtime.configure_threads`);
   the sum is what two concurrent trials get (GUIDE §3: ~1.3x one process);
 * JAX inference (running statistics), batch 100;
@@ -14,7 +15,9 @@ batch 100 with AdamW, hello-edge 49x10 features given as input, batch norm in tr
 * the PyTorch peer (``pip install torch==2.13.0``, the ``bench`` extra): the same network (layers, TF SAME
   padding, batch norm eps 1e-3, momentum 0.1, AdamW) in eager mode with 2 threads, in channels-last
   memory format (its fastest here; the default NCHW is printed too); skipped with a line if torch is
-  missing. The JAX / PyTorch ratio is against the channels-last figure.
+  missing. The JAX / PyTorch ratio is against the channels-last figure: the two training runs alternate
+  ``--rounds`` times and the ratio of each round's medians is printed, so a load that comes and goes on a
+  shared machine (steal time) hits both sides alike.
 
 Everything runs under the allocator setting of GUIDE §3 (`nas.runtime.ensure_fast_allocator`: this script
 re-executes itself once); it speeds up PyTorch too, so both sides get it. The machine's load average is
@@ -250,9 +253,9 @@ def worker(argv: list[str]) -> None:
     print("RESULT " + json.dumps(result), flush=True)
 
 
-def spawn(args: list[str]) -> subprocess.Popen:
+def spawn(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, __file__, WORKER_MARK, *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
 
 
 def collect(proc: subprocess.Popen) -> list[float] | str:
@@ -263,9 +266,10 @@ def collect(proc: subprocess.Popen) -> list[float] | str:
     return (err.strip().splitlines() or ["no output"])[-1]
 
 
-def run_one(lib: str, name: str, mode: str, steps: int, repeats: int, *extra: str) -> list[float] | str:
+def run_one(lib: str, name: str, mode: str, steps: int, repeats: int, *extra: str,
+            env: dict[str, str] | None = None) -> list[float] | str:
     return collect(spawn(["--lib", lib, "--name", name, "--mode", mode, "--steps", str(steps),
-                          "--repeats", str(repeats), *extra]))
+                          "--repeats", str(repeats), *extra], env))
 
 
 def run_two_jax(name: str, steps: int, repeats: int) -> list[float] | str:
@@ -301,7 +305,9 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["ds-cnn-s", "micronet-kws-s"])
     parser.add_argument("--steps", type=int, default=30, help="timed steps per repeat (>= 30)")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--skip", nargs="*", default=[], choices=["two", "torch", "infer", "e2e"])
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="JAX and PyTorch training runs alternate this many times (noisy shared machines)")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["two", "torch", "infer", "e2e", "plain"])
     args = parser.parse_args()
     runtime.ensure_fast_allocator()  # re-executes once: workers inherit GLIBC_TUNABLES
     try:
@@ -318,27 +324,39 @@ def main() -> None:
             print(f"{name}: no such preset here, skipped")
             continue
         print(f"== {name}")
-        jax_train = run_one("jax", name, "train", args.steps, args.repeats)
-        print(f"  JAX train, 1 process (2 threads)        {fmt(jax_train)}")
+        with_torch = torch_version is not None and "torch" not in args.skip
+        jax_train, torch_train, ratios = [], [], []
+        for _ in range(args.rounds):  # alternate the two sides: a shared machine's load hits both alike
+            j = run_one("jax", name, "train", args.steps, args.repeats)
+            t = run_one("torch", name, "train", args.steps, args.repeats) if with_torch else "skipped"
+            jax_train += [] if isinstance(j, str) else j
+            torch_train += [] if isinstance(t, str) else t
+            if not isinstance(j, str) and not isinstance(t, str):
+                ratios.append(statistics.median(j) / statistics.median(t))
+            if isinstance(j, str) or (with_torch and isinstance(t, str)):
+                print(f"  failed: {j if isinstance(j, str) else t}")
+                break
+        print(f"  JAX train, 1 process (2 threads)        {fmt(jax_train or 'no run')}")
+        if "plain" not in args.skip:
+            plain = run_one("jax", name, "train", args.steps, args.repeats, env={"KWSNAS_NATIVE": "0"})
+            print(f"  JAX train, pure-JAX path (no kernels)   {fmt(plain)}")
         if "two" not in args.skip:
             print(f"  JAX train, 2 processes x 1 thread (sum) {fmt(run_two_jax(name, args.steps, args.repeats))}")
         if "infer" not in args.skip:
             print(f"  JAX inference                            {fmt(run_one('jax', name, 'infer', args.steps * 5, args.repeats))}")
         if "e2e" not in args.skip:
             print(f"  JAX train end to end (augment + MFCC)    {fmt(run_one('jax', name, 'e2e', args.steps, args.repeats))}")
-        if "torch" in args.skip:
+        if not with_torch:
+            print("  PyTorch peer: skipped" + ("" if torch_version else
+                                               " (torch not installed; pip install torch==2.13.0, the 'bench' extra)"))
             continue
-        if torch_version is None:
-            print("  PyTorch peer: skipped (torch not installed; pip install torch==2.13.0, the 'bench' extra)")
-            continue
-        torch_train = run_one("torch", name, "train", args.steps, args.repeats)
-        print(f"  PyTorch train (eager, 2 thr, NHWC)       {fmt(torch_train)}")
+        print(f"  PyTorch train (eager, 2 thr, NHWC)       {fmt(torch_train or 'no run')}")
         print(f"  PyTorch train (eager, 2 thr, NCHW)       {fmt(run_one('torch', name, 'train', args.steps, args.repeats, '--nchw'))}")
         if "infer" not in args.skip:
             print(f"  PyTorch inference                        {fmt(run_one('torch', name, 'infer', args.steps * 5, args.repeats))}")
-        if not isinstance(jax_train, str) and not isinstance(torch_train, str):
-            print(f"  JAX / PyTorch training: best {max(jax_train) / max(torch_train):.2f}x, "
-                  f"median {statistics.median(jax_train) / statistics.median(torch_train):.2f}x")
+        if ratios:
+            print(f"  JAX / PyTorch-NHWC training, per round (medians): "
+                  f"{', '.join(f'{r:.2f}x' for r in ratios)}; median {statistics.median(ratios):.2f}x")
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
 
 

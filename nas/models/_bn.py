@@ -15,6 +15,10 @@ hits), "none" everywhere). The masked gradient and the input gradient are each w
 (`computed_once`). The statistics are the exact two-pass ones (mean, then mean of squared
 deviations). The batch mean and biased variance are returned for the running statistics; they are
 not outputs to differentiate (their cotangents are ignored, and `bn_act_train` stops their gradients).
+
+Where the compiled kernels are available (`nas.models.native`), forward and backward are one FFI call
+each (`_bn_act_native`): statistics from per-chunk sums merged in a fixed order (Chan's update), then
+one apply pass; the backward's two sums per chunk, then one pass for the input gradient.
 """
 
 from __future__ import annotations
@@ -23,8 +27,10 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
+from nas.models import native
 from nas.models._fusion import computed_once
 
 
@@ -48,7 +54,9 @@ def bn_act_train(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float,
     """``(act(batchnorm(x)), batch mean, batch variance)`` with statistics over every axis but the last."""
     shape = x.shape
     x2 = x.reshape(-1, shape[-1])
-    if activation in ("relu", "relu6", "none"):
+    if activation in _NATIVE_ACT and native.enabled_for(x2, scale, bias):
+        y, mean, var = _bn_act_native(x2, scale, bias, float(eps), activation)
+    elif activation in ("relu", "relu6", "none"):
         y, mean, var = _bn_act(x2, scale, bias, float(eps), activation)
     else:
         y, mean, var = _bn_act_plain(x2, scale, bias, float(eps), activation)
@@ -104,3 +112,39 @@ def _relu6_mask(g, y):
 
 
 _bn_act.defvjp(_bn_act_fwd, _bn_act_bwd)
+
+
+# --- the compiled kernels (nas.models.native) ------------------------------------------------------------------------
+_NATIVE_ACT = {"none": 0, "relu": 1, "relu6": 2}  # kernels.cc's Activation codes
+
+
+def _native_forward(x2, scale, bias, eps, activation):
+    n, c = x2.shape
+    shapes = (jax.ShapeDtypeStruct((n, c), x2.dtype), jax.ShapeDtypeStruct((c,), x2.dtype),
+              jax.ShapeDtypeStruct((c,), x2.dtype))
+    return jax.ffi.ffi_call("kws_bn_fwd", shapes)(x2, scale, bias, eps=np.float32(eps),
+                                                  act=np.int64(_NATIVE_ACT[activation]))
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _bn_act_native(x2, scale, bias, eps, activation):
+    return tuple(_native_forward(x2, scale, bias, eps, activation))
+
+
+def _bn_act_native_fwd(x2, scale, bias, eps, activation):
+    y, mean, var = _native_forward(x2, scale, bias, eps, activation)
+    return (y, mean, var), (x2, y, mean, var, scale)
+
+
+def _bn_act_native_bwd(eps, activation, residuals, cotangents):
+    x2, y, mean, var, scale = residuals
+    c = x2.shape[1]
+    shapes = (jax.ShapeDtypeStruct(x2.shape, x2.dtype), jax.ShapeDtypeStruct((c,), x2.dtype),
+              jax.ShapeDtypeStruct((c,), x2.dtype))
+    dx, dscale, dbias = jax.ffi.ffi_call("kws_bn_bwd", shapes)(
+        x2, y, cotangents[0].astype(x2.dtype), scale, mean, var, eps=np.float32(eps),
+        act=np.int64(_NATIVE_ACT[activation]))
+    return dx, dscale, dbias
+
+
+_bn_act_native.defvjp(_bn_act_native_fwd, _bn_act_native_bwd)

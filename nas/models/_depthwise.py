@@ -26,8 +26,10 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
+from nas.models import native
 from nas.models._fusion import computed_once
 
 Pads = tuple[tuple[int, int], tuple[int, int]]
@@ -58,6 +60,8 @@ def depthwise_conv(x: jax.Array, kernel: jax.Array, stride: tuple[int, int], pad
     oh, ow = _out_size(x.shape[1], kh, stride[0], pads[0]), _out_size(x.shape[2], kw, stride[1], pads[1])
     if oh <= 0 or ow <= 0:
         raise ValueError(f"depthwise_conv: kernel {kh}x{kw} empties the {x.shape[1]}x{x.shape[2]} input")
+    if native.enabled_for(x, kernel):
+        return _depthwise_native(x, kernel, tuple(stride), pads)
     return _depthwise(x, kernel, tuple(stride), pads)
 
 
@@ -177,3 +181,35 @@ def _depthwise_bwd(stride, pads, residuals, g):
 
 
 _depthwise.defvjp(_depthwise_fwd, _depthwise_bwd)
+
+
+# --- the compiled kernels (nas.models.native) ------------------------------------------------------------------------
+def _native_attrs(stride: tuple[int, int], pads: Pads) -> dict[str, np.int64]:
+    return {"sh": np.int64(stride[0]), "sw": np.int64(stride[1]), "pad_top": np.int64(pads[0][0]),
+            "pad_left": np.int64(pads[1][0])}
+
+
+def _native_forward(x, kernel, stride, pads):
+    kh, kw, c = kernel.shape
+    oh, ow = _out_size(x.shape[1], kh, stride[0], pads[0]), _out_size(x.shape[2], kw, stride[1], pads[1])
+    out = jax.ShapeDtypeStruct((x.shape[0], oh, ow, c), x.dtype)
+    return jax.ffi.ffi_call("kws_dw_fwd", out)(x, kernel, **_native_attrs(stride, pads))
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _depthwise_native(x: jax.Array, kernel: jax.Array, stride: tuple[int, int], pads: Pads) -> jax.Array:
+    return _native_forward(x, kernel, stride, pads)
+
+
+def _depthwise_native_fwd(x, kernel, stride, pads):
+    return _native_forward(x, kernel, stride, pads), (x, kernel)
+
+
+def _depthwise_native_bwd(stride, pads, residuals, g):
+    x, kernel = residuals
+    shapes = (jax.ShapeDtypeStruct(x.shape, x.dtype), jax.ShapeDtypeStruct(kernel.shape, kernel.dtype))
+    dx, dk = jax.ffi.ffi_call("kws_dw_bwd", shapes)(x, kernel, g.astype(x.dtype), **_native_attrs(stride, pads))
+    return dx, dk
+
+
+_depthwise_native.defvjp(_depthwise_native_fwd, _depthwise_native_bwd)

@@ -130,7 +130,7 @@ class DenseLayer(nnx.Module):
         self.bias = None if spec.batch_norm else nnx.Param(jnp.zeros((spec.units,), jnp.float32))
 
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        y = jnp.dot(x, self.kernel[...])
+        y = ops.matmul(x, self.kernel[...])
         if self.bn is not None:
             return self.bn.with_activation(y, train, self.spec.activation)
         return ops.activation(y + self.bias[...], self.spec.activation)

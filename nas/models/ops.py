@@ -16,8 +16,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from nas.models import _depthwise
+from nas.models import _depthwise, native
 from nas.models._depthwise import paddings, same_padding  # noqa: F401  (re-exported)
+from nas.models._matmul import matmul
 
 
 def output_size(size: int, kernel: int, stride: int, padding: str) -> int:
@@ -43,13 +44,32 @@ def conv2d(x: jax.Array, kernel: jax.Array, stride: tuple[int, int], padding: st
     if (kh, kw) == (1, 1) and stride == (1, 1):
         return pointwise_conv(x, kernel.reshape(cin, cout))
     xp = pad_for(x, (kh, kw), stride, padding)
+    if kh * kw * cin <= IM2COL_MAX_COLUMNS and native.enabled_for(x, kernel):
+        return _im2col_conv(xp, kernel, stride)
     return lax.conv_general_dilated(xp, kernel, stride, "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+# A convolution with at most this many inputs per output pixel (the stems: 10x4x1 = 40) runs as patches times
+# a matrix, so its weight gradient is the native row-unit product; wider ones stay XLA convolutions (their
+# patch matrices would be kh*kw times the input).
+IM2COL_MAX_COLUMNS = 64
+
+
+def _im2col_conv(xp: jax.Array, kernel: jax.Array, stride: tuple[int, int]) -> jax.Array:
+    """VALID convolution of the padded ``xp`` as [pixels, kh*kw*Cin] patches times [kh*kw*Cin, Cout]."""
+    kh, kw, cin, cout = kernel.shape
+    b, h, w, _ = xp.shape
+    oh, ow = (h - kh) // stride[0] + 1, (w - kw) // stride[1] + 1
+    taps = [lax.slice(xp, (0, i, j, 0), (b, i + stride[0] * (oh - 1) + 1, j + stride[1] * (ow - 1) + 1, cin),
+                      (1, *stride, 1)) for i in range(kh) for j in range(kw)]
+    patches = jnp.concatenate(taps, axis=3).reshape(b * oh * ow, kh * kw * cin)  # (i, j, cin): HWIO's order
+    return matmul(patches, kernel.reshape(kh * kw * cin, cout)).reshape(b, oh, ow, cout)
 
 
 def pointwise_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """1x1 convolution as one matrix product over (batch*H*W, C); kernel [Cin, Cout]."""
     b, h, w, c = x.shape
-    return jnp.dot(x.reshape(b * h * w, c), kernel).reshape(b, h, w, kernel.shape[1])
+    return matmul(x.reshape(b * h * w, c), kernel).reshape(b, h, w, kernel.shape[1])
 
 
 def activation(x: jax.Array, name: str) -> jax.Array:
