@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("experiment", help="reproduce a paper's experiment (seed-frameworks)")
+    p = sub.add_parser("experiment", help="reproduce a paper's experiment (seed-frameworks, real-speech-search, seed-techniques)")
     verbs = p.add_subparsers(dest="experiment", metavar="EXPERIMENT", required=True)
     s = verbs.add_parser("seed-frameworks", help="DNN/CNN/DS-CNN/MicroNet S+L and an Edge Impulse-style model: "
                          "float32 vs int8 size and accuracy, and flash/RAM/latency on emulated Cortex-M4 and M7")
@@ -65,6 +65,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--out", type=Path, help="results folder (default: results/<name>)")
     r.set_defaults(handler=_real_speech_search)
 
+    t = verbs.add_parser("seed-techniques", help="the seed survey's techniques as options, on real speech: "
+                         "knowledge distillation (students trained plain and distilled, 3 seeds, paired verdict)")
+    t.add_argument("config", nargs="?", type=Path, help="an experiment .toml (default: built-in defaults, the "
+                   "same as experiments/seed/seed-techniques.toml)")
+    t.add_argument("--data")
+    t.add_argument("--split-rule", dest="split_rule", choices=SPLIT_RULES)
+    t.add_argument("--noise", help="background-noise folder ('' for none)")
+    t.add_argument("--protocol")
+    t.add_argument("--board")
+    t.add_argument("--evaluator", choices=("emulator", "analytic", "serial"))
+    t.add_argument("--teachers", help="comma list of presets or spec .json files, trained first")
+    t.add_argument("--students", help="comma list of presets or spec .json files")
+    t.add_argument("--seeds", help="comma list of training seeds (default 0,1,2)")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--workers", type=int)
+    t.add_argument("--out", type=Path, help="results folder (default: results/<name>)")
+    t.set_defaults(handler=_seed_techniques)
+
 
 def _split(text: str | None) -> tuple[str, ...] | None:
     return None if text is None else tuple(t.strip() for t in text.split(",") if t.strip())
@@ -97,6 +115,25 @@ def _seed_frameworks(args: argparse.Namespace) -> int:
 
 def _command_line(default: str) -> str:
     return "nas " + shlex.join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("nas") else default
+
+
+def _seed_techniques(args: argparse.Namespace) -> int:
+    from nas import runtime
+
+    runtime.ensure_fast_allocator()
+    from nas.experiments.seed_techniques import load_techniques_config, run_seed_techniques, write_outputs
+
+    seeds = _split(args.seeds)
+    cfg = load_techniques_config(args.config, data=args.data, split_rule=args.split_rule, noise=args.noise,
+                                 protocol=args.protocol, board=args.board, evaluator=args.evaluator,
+                                 teachers=_split(args.teachers), students=_split(args.students),
+                                 seeds=None if seeds is None else tuple(int(s) for s in seeds), epochs=args.epochs,
+                                 workers=args.workers)
+    out = args.out or Path("results") / cfg.name
+    result = run_seed_techniques(cfg, out)
+    write_outputs(result, out, _command_line("nas experiment seed-techniques"))
+    print((out / "table.md").read_text())
+    return 0
 
 
 def _real_speech_search(args: argparse.Namespace) -> int:

@@ -61,6 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train-time", type=float, dest="train_time_s", metavar="S",
                    help="a wall-clock cap per trial (a safety net; the schedule follows --epochs)")
     p.add_argument("--fraction", type=float, dest="train_fraction", help="fraction of the training split")
+    p.add_argument("--teacher", action="append", dest="train_teachers", metavar="CKPT",
+                   help="distil every trial from this trained checkpoint (repeatable: an ensemble)")
     p.add_argument("--json", action="store_true", help="print the final front as JSON")
     p.set_defaults(handler=_search)
 
@@ -132,7 +134,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
                        warm_start=args.warm_start, static_filter=args.static_filter,
                        trials=args.trials, time_limit_s=args.time_limit_s, workers=args.workers, seed=args.seed,
                        storage=args.storage, train_epochs=args.train_epochs, train_time_s=args.train_time_s,
-                       train_fraction=args.train_fraction, train_min_epochs=args.train_min_epochs)
+                       train_fraction=args.train_fraction, train_min_epochs=args.train_min_epochs,
+                       train_teachers=args.train_teachers)
 
 
 def _search(args: argparse.Namespace) -> int:

@@ -32,6 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fraction", type=float, default=1.0, help="train on this seeded fraction of the training split")
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--lr", type=float, help="peak learning rate (default 5e-3)")
+    p.add_argument("--teacher", action="append", dest="teachers", metavar="CKPT",
+                   help="knowledge distillation from this trained checkpoint on the same labels (repeatable: the "
+                   "teachers' softened outputs are averaged)")
+    p.add_argument("--distill-temperature", type=float, metavar="T", help="softening temperature (default 4)")
+    p.add_argument("--distill-weight", type=float, metavar="W",
+                   help="weight of the distillation term, 0..1 (default 0.5; the label loss gets 1 - W)")
     p.add_argument("--seed", type=int, default=0, help="training seed (weights, batches, augmentation)")
     p.add_argument("--threads", type=int, help="XLA compute threads (1: single-threaded; default: all cores)")
     p.add_argument("--out", type=Path, help="checkpoint directory (default runs/train/NAME-DIGEST-sSEED)")
@@ -69,6 +75,15 @@ def config_from_args(args: argparse.Namespace) -> Any:
         changes["time_budget_s"] = args.time
     if args.lr is not None:
         changes["peak_lr"] = args.lr
+    if args.teachers:
+        for teacher in args.teachers:
+            if not (Path(teacher) / "checkpoint.json").is_file():
+                raise UserError(f"--teacher {teacher}: not a checkpoint directory (no checkpoint.json)")
+        changes["teachers"] = tuple(args.teachers)
+    if args.distill_temperature is not None:
+        changes["distill_temperature"] = args.distill_temperature
+    if args.distill_weight is not None:
+        changes["distill_weight"] = args.distill_weight
     return TrainConfig(**changes)
 
 

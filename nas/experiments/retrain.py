@@ -19,7 +19,7 @@ import logging
 import multiprocessing
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +49,18 @@ class FinalJob:
     epochs: int
     folder: str
     setting: dict[str, Any]  # a SearchConfig's dict: data, split rule, noise, protocol, board, evaluator
+    # TrainConfig fields beyond the shared recipe (e.g. distillation: teachers, temperature, weight)
+    train_options: dict[str, Any] = field(default_factory=dict)
 
     def key(self) -> list[Any]:
         s = self.setting
-        return [ArchSpec.from_json(self.spec_json).digest(), self.seed, self.epochs, s["data"], s["split_rule"],
-                s["noise"], s["protocol"], s["board"], s["evaluator"], "final-2"]
+        key = [ArchSpec.from_json(self.spec_json).digest(), self.seed, self.epochs, s["data"], s["split_rule"],
+               s["noise"], s["protocol"], s["board"], s["evaluator"], "final-2"]
+        return key + [json.loads(json.dumps(self.train_options, sort_keys=True))] if self.train_options else key
+
+    def train_config(self) -> TrainConfig:
+        options = {k: tuple(v) if isinstance(v, list) else v for k, v in self.train_options.items()}
+        return TrainConfig(epochs=self.epochs, seed=self.seed, trial=0, **options)
 
     @property
     def figures_path(self) -> Path:
@@ -85,7 +92,7 @@ def run_final_job(job: FinalJob) -> dict[str, Any]:
     data = ctx.data
     spec = ArchSpec.from_json(job.spec_json).with_classes(data.num_classes)
     folder = Path(job.folder)
-    result = train(spec, data, TrainConfig(epochs=job.epochs, seed=job.seed, trial=0), out_dir=folder / "checkpoint")
+    result = train(spec, data, job.train_config(), out_dir=folder / "checkpoint")
     report = quantize_checkpoint(folder / "checkpoint", folder / "export", data, measure_arena=False, seed=job.seed)
     tflite = (folder / "export" / "model_int8.tflite").read_bytes()
     hw = hardware_figures(ctx.evaluator.measure(tflite, ctx.cfg.board))
@@ -102,7 +109,8 @@ def run_final_job(job: FinalJob) -> dict[str, Any]:
         "spec_digest": spec.digest(), "spec": json.loads(spec.to_json()),
         "float_val_accuracy": result.val_accuracy, "int8_val_accuracy": report.int8_val_accuracy,
         "int8_test_accuracy": report.int8_test_accuracy, "train_time_s": result.wall_time_s,
-        "stop_reason": result.stop_reason, "macs": est.macs, "params": est.params, **hw,
+        "stop_reason": result.stop_reason, "steps": result.steps, "samples_per_s": result.samples_per_s,
+        "macs": est.macs, "params": est.params, **hw,
         "val_correct": correct["validation"].tolist(), "test_correct": correct["test"].tolist(),
     }
     assert np.isclose(np.mean(correct["test"]), report.int8_test_accuracy)  # the same int8 model, scored twice

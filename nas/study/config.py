@@ -13,6 +13,7 @@ optional ``[budgets]`` and ``[train]`` tables::
     ram_bytes = 65536
     [train]
     epochs = 8
+    teachers = ["runs/train/ds-cnn-l"]  # optional: distil every trial from trained models
 
 Experiments are short override files of this default, each override with its reason in a comment.
 """
@@ -50,8 +51,13 @@ class TrainBudget:
     batch_size: int = 100
     min_epochs: int | None = None  # the first rung of successive halving; None: every candidate runs `epochs`
     reduction_factor: int = 3  # Hyperband's and ASHA's usual eta: keep the best third at each rung
+    teachers: tuple[str, ...] = ()  # knowledge distillation for every trial (checkpoint directories)
+    distill_temperature: float = 4.0
+    distill_weight: float = 0.5
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "teachers", (self.teachers,) if isinstance(self.teachers, str)
+                           else tuple(self.teachers))
         if self.min_epochs is not None:
             if isinstance(self.min_epochs, bool) or not isinstance(self.min_epochs, int) or self.min_epochs <= 0:
                 raise ValueError(f"[train] min_epochs must be a positive integer, got {self.min_epochs!r}")
@@ -69,7 +75,8 @@ class TrainBudget:
 
         return TrainConfig(batch_size=self.batch_size, epochs=self.epochs, max_steps=self.steps,
                            time_budget_s=self.time_s, train_fraction=self.fraction, peak_lr=self.lr, seed=seed,
-                           trial=trial)
+                           trial=trial, teachers=self.teachers, distill_temperature=self.distill_temperature,
+                           distill_weight=self.distill_weight)
 
 
 @dataclass(frozen=True)

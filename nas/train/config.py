@@ -40,6 +40,11 @@ class TrainConfig:
     patience_evals: int | None = None  # early stopping after this many evaluations without a new best; None: off
     seed: int = 0
     trial: int = 0  # a search's trial number: keys come from (seed, trial)
+    # Knowledge distillation (off without teachers): checkpoint directories of trained models on the same labels;
+    # the student also matches their averaged softened outputs on the same augmented batch (`nas.train.distill`).
+    teachers: tuple[str, ...] = ()
+    distill_temperature: float = 4.0  # Hinton et al.'s range (2-5); softens the teacher's non-top classes
+    distill_weight: float = 0.5  # loss = (1 - w) * label loss + w * T^2 * KL(teacher || student)
 
     def __post_init__(self) -> None:
         def positive_int(name: str, optional: bool = False) -> None:
@@ -74,6 +79,12 @@ class TrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"TrainConfig.{name} must be an integer >= 0, got {v!r}")
+        if isinstance(self.teachers, str) or not all(isinstance(t, str) and t for t in self.teachers):
+            raise ValueError(f"TrainConfig.teachers must be a tuple of checkpoint directories, got {self.teachers!r}")
+        if not (_number(self.distill_temperature) and self.distill_temperature > 0):
+            raise ValueError(f"TrainConfig.distill_temperature must be > 0, got {self.distill_temperature!r}")
+        if not (_number(self.distill_weight) and 0 <= self.distill_weight <= 1):
+            raise ValueError(f"TrainConfig.distill_weight must be in [0, 1], got {self.distill_weight!r}")
         if not isinstance(self.augment, AugmentConfig):
             raise ValueError(f"TrainConfig.augment must be an AugmentConfig, got {type(self.augment).__name__}")
 
@@ -93,6 +104,8 @@ class TrainConfig:
         d = dict(d)
         if isinstance(d.get("augment"), dict):
             d["augment"] = AugmentConfig(**d["augment"])
+        if isinstance(d.get("teachers"), list):
+            d["teachers"] = tuple(d["teachers"])
         return cls(**d)
 
     def to_json(self) -> str:

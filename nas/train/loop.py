@@ -30,6 +30,7 @@ from nas.models import KWSModel, build_model, merge_model, split_model
 from nas.train.checkpoint import save_checkpoint
 from nas.train.config import TrainConfig
 from nas.train.data import TrainData, epoch_batches, host_batch
+from nas.train.distill import load_teachers
 from nas.train.evaluate import EvalReport, evaluate
 from nas.train.state import StepSettings, create_train_state, model_seed
 from nas.train.step import make_train_step
@@ -155,7 +156,8 @@ def train(spec: ArchSpec, data: TrainData, cfg: TrainConfig | None = None, out_d
     graphdef, params, stats = split_model(build_model(spec, model_seed(cfg.seed, cfg.trial)))
     settings = StepSettings.of(spec.frontend, cfg)
     state = create_train_state(params, stats, settings, cfg, total_steps)
-    train_step = make_train_step(graphdef, settings, data.device_noise())
+    teachers = load_teachers(cfg.teachers, data.labels) if cfg.teachers else None
+    train_step = make_train_step(graphdef, settings, data.device_noise(), teachers)
     val_x, val_y = data.features("validation", spec.frontend), data.validation.labels
 
     history: list[dict[str, Any]] = []

@@ -45,11 +45,16 @@ class StepSettings:
     label_smoothing: float
     weight_decay: float
     grad_clip_norm: float | None
+    distill_temperature: float = 4.0
+    distill_weight: float = 0.0  # 0 without teachers: one compiled step for every plain training
 
     @classmethod
     def of(cls, frontend: FrontEndConfig, cfg: TrainConfig) -> StepSettings:
+        distilling = bool(cfg.teachers)
         return cls(frontend, cfg.augment, float(cfg.label_smoothing), float(cfg.weight_decay),
-                   None if cfg.grad_clip_norm is None else float(cfg.grad_clip_norm))
+                   None if cfg.grad_clip_norm is None else float(cfg.grad_clip_norm),
+                   float(cfg.distill_temperature) if distilling else 4.0,
+                   float(cfg.distill_weight) if distilling else 0.0)
 
 
 def model_seed(seed: int, trial: int) -> int:

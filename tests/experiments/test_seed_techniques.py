@@ -1,0 +1,49 @@
+"""``nas experiment seed-techniques``, small: a teacher trained first, a student trained plain and distilled with
+two seeds, the paired verdict in the table, and a second run that reuses every training."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from nas.train import load_checkpoint
+
+
+def test_seed_techniques_small(tmp_path: Path, tiny_corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nas.cli import main as nas_main
+
+    monkeypatch.chdir(tmp_path)
+    args = ["experiment", "seed-techniques", "--data", str(tiny_corpus), "--split-rule", "hash", "--noise", "",
+            "--evaluator", "analytic", "--teachers", "dnn-s", "--students", "dnn-s", "--seeds", "0,1",
+            "--epochs", "1", "--workers", "1", "--out", "results/st"]
+    assert nas_main(args) == 0
+    table = json.loads(Path("results/st/table.json").read_text())
+    teacher = table["teachers"]["teacher-dnn-s"]
+    assert Path(teacher["checkpoint"], "checkpoint.json").is_file()
+    (row,) = table["rows"]
+    assert row["student"] == "dnn-s"
+    for side in ("plain", "distilled"):
+        assert len(row[side]["int8_test_by_seed"]) == 2 and row[side]["flash_bytes"] > 0
+    low, high = row["interval_points"]
+    assert low <= row["difference_points"] <= high and row["step_cost_ratio"] > 0
+    # the distilled students were trained with the teacher's checkpoint, and say so in their own
+    _, _, meta = load_checkpoint("results/st/models/dnn-s-kd-s0/checkpoint")
+    assert meta["config"].teachers == (teacher["checkpoint"],) and meta["config"].distill_weight == 0.5
+    _, _, plain = load_checkpoint("results/st/models/dnn-s-s0/checkpoint")
+    assert plain["config"].teachers == ()
+    assert "| dnn-s |" in Path("results/st/table.md").read_text()
+    t0 = time.perf_counter()
+    assert nas_main(args) == 0  # every training cached: nothing runs again
+    assert time.perf_counter() - t0 < 30
+    assert json.loads(Path("results/st/table.json").read_text())["rows"] == table["rows"]
+
+
+def test_seed_techniques_names_a_missing_student_spec(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from nas.cli import main as nas_main
+
+    assert nas_main(["experiment", "seed-techniques", "--students", str(tmp_path / "nope.json"),
+                     "--out", str(tmp_path)]) == 2
+    assert "nope.json" in capsys.readouterr().err
