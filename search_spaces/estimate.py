@@ -5,7 +5,9 @@ is computed over that sequence:
 
 - batch norm is folded into the preceding convolution or dense layer, activations are fused, so each
   weight layer is one op with int8 weights and an int32 bias (``params`` = weights + biases);
-- a `DSConv` block lowers to DEPTHWISE_CONV_2D then a 1×1 CONV_2D, plus an ADD when it is residual;
+- a `DSConv` block lowers to DEPTHWISE_CONV_2D then a 1×1 CONV_2D, plus an ADD when it is residual; with
+  a ``rank`` the 1×1 CONV_2D is two: a projection to ``rank`` channels (no activation) and the expansion
+  (a low-rank `Dense` likewise becomes two FULLY_CONNECTED);
 - `GlobalAvgPool` is an AVERAGE_POOL_2D over the whole map; `Flatten` is a RESHAPE, which aliases its
   input (no new tensor); `Dropout` is nothing at inference;
 - ``macs`` counts the multiply-accumulates of weight layers (conv, depthwise, dense) over every output
@@ -156,10 +158,19 @@ def _lower_layer(low: _Lowering, i: int, layer: Layer, x: int, in_shape: Shape, 
         cin, (oh, ow, cout) = in_shape[2], out_shape
         dw = low.op(i, f"dwconv {_hw(layer.kernel)}/{_hw(layer.stride)}", [x], (oh, ow, cin),
                     weights=kh * kw * cin, biases=cin, macs=oh * ow * cin * kh * kw)
+        if layer.rank is not None:  # low rank: a 1x1 projection to `rank` channels, then the 1x1 expansion
+            r = layer.rank
+            dw = low.op(i, f"conv 1x1/1x1 (rank {r})", [dw], (oh, ow, r), weights=cin * r, biases=r,
+                        macs=oh * ow * cin * r)
+            cin = r
         pw = low.op(i, "conv 1x1/1x1", [dw], out_shape, weights=cin * cout, biases=cout, macs=oh * ow * cin * cout)
         return low.op(i, "add", [x, pw], out_shape) if layer.residual else pw
     if isinstance(layer, Dense):
         (n_in,), (n_out,) = in_shape, out_shape
+        if layer.rank is not None:
+            x = low.op(i, f"dense (rank {layer.rank})", [x], (layer.rank,), weights=n_in * layer.rank,
+                       biases=layer.rank, macs=n_in * layer.rank)
+            n_in = layer.rank
         return low.op(i, "dense", [x], out_shape, weights=n_in * n_out, biases=n_out, macs=n_in * n_out)
     if isinstance(layer, GlobalAvgPool):
         pooled = low.op(i, f"avgpool {in_shape[0]}x{in_shape[1]} (global)", [x], (1, 1, in_shape[2]))

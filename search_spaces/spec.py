@@ -57,6 +57,18 @@ def _check_positive(layer: Any, *names: str) -> None:
             raise SpecError(f"{layer.kind}: {name} must be positive integers, got {value!r}")
 
 
+def _check_rank(layer: Any) -> None:
+    if layer.rank is not None:
+        _check_positive(layer, "rank")
+
+
+def _check_low_rank(layer: Any, n_in: int, n_out: int, where: str) -> None:
+    """A factorisation pays only below min(in, out): at or above it, it is a full layer that costs more."""
+    if layer.rank is not None and layer.rank >= min(n_in, n_out):
+        raise SpecError(f"{where}: rank {layer.rank} must be below min(inputs {n_in}, outputs {n_out}) to save "
+                        "anything (leave it out for a full-rank layer)")
+
+
 def _check_choice(layer: Any, name: str, choices: tuple[str, ...]) -> None:
     if getattr(layer, name) not in choices:
         raise SpecError(f"{layer.kind}: {name} must be one of {choices}, got {getattr(layer, name)!r}")
@@ -88,6 +100,9 @@ class DSConv:
     padding: str = "same"
     activation: str = "relu"
     residual: bool = False
+    # Low rank (SVD-style): the 1x1 convolution as a rank-r projection then an expansion, cin*r + r*filters
+    # weights instead of cin*filters; None: full rank (omitted from the JSON, so digests of older specs hold).
+    rank: int | None = field(default=None, metadata={"omit_if_none": True})
     kind: ClassVar[str] = "ds"
 
     def __post_init__(self) -> None:
@@ -96,6 +111,7 @@ class DSConv:
         _check_positive(self, "filters", "kernel", "stride")
         _check_choice(self, "padding", PADDINGS)
         _check_choice(self, "activation", ACTIVATIONS)
+        _check_rank(self)
 
 
 @dataclass(frozen=True)
@@ -103,11 +119,13 @@ class Dense:
     units: int
     activation: str = "relu"
     batch_norm: bool = False
+    rank: int | None = field(default=None, metadata={"omit_if_none": True})  # low rank, as in DSConv
     kind: ClassVar[str] = "dense"
 
     def __post_init__(self) -> None:
         _check_positive(self, "units")
         _check_choice(self, "activation", ACTIVATIONS)
+        _check_rank(self)
 
 
 @dataclass(frozen=True)
@@ -167,6 +185,8 @@ def layer_to_dict(layer: Layer) -> dict[str, Any]:
     d: dict[str, Any] = {"kind": layer.kind}
     for f in dataclasses.fields(layer):
         v = getattr(layer, f.name)
+        if v is None and f.metadata.get("omit_if_none"):
+            continue
         d[f.name] = list(v) if isinstance(v, tuple) else v
     return d
 
@@ -310,6 +330,7 @@ def _next_shape(layer: Layer, shape: Shape, where: str) -> Shape:
             if layer.residual and (layer.stride != (1, 1) or layer.filters != c):
                 raise SpecError(f"{where}: a residual connection needs stride 1x1 and equal widths "
                                 f"(input {c}, output {layer.filters}, stride {layer.stride})")
+            _check_low_rank(layer, c, layer.filters, where)
             return (oh, ow, layer.filters)
         return (oh, ow, c)
     if isinstance(layer, GlobalAvgPool):
@@ -321,6 +342,7 @@ def _next_shape(layer: Layer, shape: Shape, where: str) -> Shape:
     if isinstance(layer, Dense):
         if len(shape) != 1:
             raise SpecError(f"{where}: a dense layer needs a flat input (add flatten or gap), got {shape}")
+        _check_low_rank(layer, shape[0], layer.units, where)
         return (layer.units,)
     if isinstance(layer, Dropout):
         return shape

@@ -15,10 +15,22 @@ from nas.data.layout import SPLIT_RULES
 log = logging.getLogger(__name__)
 
 
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train one architecture (a preset name or a spec.json)")
     p.add_argument("--arch", required=True, help="a preset name (search_spaces.presets) or a spec .json file")
+    _training_arguments(p)
+    p.set_defaults(handler=_train)
+
+    c = sub.add_parser("compress", help="low-rank compression of a trained checkpoint: SVD of its 1x1 "
+                       "convolutions and dense layers, then fine-tuning")
+    c.add_argument("checkpoint", type=Path, help="a checkpoint directory (nas train, nas export)")
+    c.add_argument("--rank-fraction", type=float, required=True, metavar="F",
+                   help="each layer's rank as this fraction of min(inputs, outputs), in (0, 1)")
+    _training_arguments(c)
+    c.set_defaults(handler=_compress)
+
+
+def _training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="a Speech Commands-style folder, or 'default'")
     p.add_argument("--noise", type=Path, help="background-noise folder (default: DATA/_background_noise_; "
                    "the official test-set layout has none: e.g. ../shared/data/background_noise)")
@@ -42,7 +54,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="XLA compute threads (1: single-threaded; default: all cores)")
     p.add_argument("--out", type=Path, help="checkpoint directory (default runs/train/NAME-DIGEST-sSEED)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.set_defaults(handler=_train)
 
 
 def resolve_arch(arch: str) -> Any:
@@ -93,14 +104,41 @@ def _train(args: argparse.Namespace) -> int:
     runtime.ensure_fast_allocator()  # re-executes once; before JAX starts
     if args.threads is not None:
         runtime.configure_threads(args.threads)
-
-    from tqdm import tqdm
-
-    from nas.train import TrainingDiverged, prepare_train_data, train
+    from nas.train import prepare_train_data
 
     cfg = config_from_args(args)
     data = prepare_train_data(args.data, args.protocol, rule=args.split_rule, noise_dir=args.noise)
-    spec = resolve_arch(args.arch).with_classes(data.num_classes)
+    return _run_training(args, resolve_arch(args.arch).with_classes(data.num_classes), data, cfg)
+
+
+def _compress(args: argparse.Namespace) -> int:
+    from nas import runtime
+
+    runtime.ensure_fast_allocator()
+    if args.threads is not None:
+        runtime.configure_threads(args.threads)
+    from nas.train import load_checkpoint, prepare_train_data
+    from nas.train.compress import factorize, low_rank_spec
+    from search_spaces.estimate import estimate
+
+    cfg = config_from_args(args)
+    model, spec, _ = load_checkpoint(args.checkpoint)
+    data = prepare_train_data(args.data, args.protocol, rule=args.split_rule, noise_dir=args.noise)
+    if spec.num_classes != data.num_classes:
+        raise UserError(f"{args.checkpoint}: the model has {spec.num_classes} outputs, protocol {args.protocol!r} "
+                        f"{data.num_classes} classes")
+    low = low_rank_spec(spec, args.rank_fraction)
+    before, after = estimate(spec), estimate(low)
+    print(f"{spec.name}: parameters {before.params:,} -> {after.params:,}, MACs {before.macs:,} -> {after.macs:,}",
+          file=sys.stderr)
+    return _run_training(args, low, data, cfg, initial=factorize(model, low))
+
+
+def _run_training(args: argparse.Namespace, spec: Any, data: Any, cfg: Any, initial: Any = None) -> int:
+    from tqdm import tqdm
+
+    from nas.train import TrainingDiverged, train
+
     out = args.out or Path("runs") / "train" / f"{spec.name}-{spec.digest()[:8]}-s{args.seed}"
     with tqdm(total=0, unit="step", desc=f"training {spec.name}", leave=False, disable=None) as bar:
         def progress(p: Any) -> None:
@@ -114,7 +152,7 @@ def _train(args: argparse.Namespace) -> int:
         lines = None if on_terminal() else epoch_lines(f"training {spec.name}", cfg.epochs,
                                                        sys.stderr if args.json else None)
         try:
-            result = train(spec, data, cfg, out_dir=out, progress=progress, after_eval=lines)
+            result = train(spec, data, cfg, out_dir=out, progress=progress, after_eval=lines, initial=initial)
         except TrainingDiverged as e:
             log.error("error: %s", e)
             return 1

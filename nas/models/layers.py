@@ -98,13 +98,18 @@ class DSBlock(nnx.Module):
         self.spec = spec
         self.dw = _glorot(rngs, (kh, kw, in_channels), kh * kw, kh * kw)
         self.dw_bn = BatchNorm(in_channels)
-        self.pw = _glorot(rngs, (in_channels, spec.filters), in_channels, spec.filters)
+        # low rank: pw_in [I, r] (no bias, no activation) then pw [r, O]; batch norm only after the expansion
+        pw_in = in_channels if spec.rank is None else spec.rank
+        self.pw_in = None if spec.rank is None else _glorot(rngs, (in_channels, spec.rank), in_channels, spec.rank)
+        self.pw = _glorot(rngs, (pw_in, spec.filters), pw_in, spec.filters)
         self.pw_bn = BatchNorm(spec.filters)
 
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         act = self.spec.activation
         y = ops.depthwise_conv(x, self.dw[...], self.spec.stride, self.spec.padding)
         y = self.dw_bn.with_activation(y, train, act)
+        if self.pw_in is not None:
+            y = ops.pointwise_conv(y, self.pw_in[...])
         y = self.pw_bn.with_activation(ops.pointwise_conv(y, self.pw[...]), train, act)
         return y + x if self.spec.residual else y
 
@@ -113,8 +118,11 @@ class DSBlock(nnx.Module):
         pm, po = self.pw_bn.fold()
         dw = (np.asarray(self.dw[...]) * dm)[None]  # [1, kh, kw, C]
         pw = (np.asarray(self.pw[...]) * pm).T[:, None, None, :]  # [O, 1, 1, I]
-        out = [
-            FoldedOp("depthwise", dw, do, self.spec.stride, self.spec.padding, self.spec.activation),
+        out = [FoldedOp("depthwise", dw, do, self.spec.stride, self.spec.padding, self.spec.activation)]
+        if self.pw_in is not None:
+            proj = np.asarray(self.pw_in[...]).T[:, None, None, :]  # [r, 1, 1, I]
+            out.append(FoldedOp("conv", proj, np.zeros(proj.shape[0], np.float32), (1, 1), "valid", "none"))
+        out += [
             FoldedOp("conv", pw, po, (1, 1), "valid", self.spec.activation),
         ]
         if self.spec.residual:
@@ -125,11 +133,16 @@ class DSBlock(nnx.Module):
 class DenseLayer(nnx.Module):
     def __init__(self, spec: Dense, in_features: int, rngs: nnx.Rngs):
         self.spec = spec
-        self.kernel = _glorot(rngs, (in_features, spec.units), in_features, spec.units)
+        # low rank: proj [I, r] (no bias, no activation), then kernel [r, O]
+        self.proj = None if spec.rank is None else _glorot(rngs, (in_features, spec.rank), in_features, spec.rank)
+        k_in = in_features if spec.rank is None else spec.rank
+        self.kernel = _glorot(rngs, (k_in, spec.units), k_in, spec.units)
         self.bn = BatchNorm(spec.units) if spec.batch_norm else None
         self.bias = None if spec.batch_norm else nnx.Param(jnp.zeros((spec.units,), jnp.float32))
 
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        if self.proj is not None:
+            x = ops.matmul(x, self.proj[...])
         y = ops.matmul(x, self.kernel[...])
         if self.bn is not None:
             return self.bn.with_activation(y, train, self.spec.activation)
@@ -138,7 +151,11 @@ class DenseLayer(nnx.Module):
     def folded(self) -> list[FoldedOp]:
         w = np.asarray(self.kernel[...])  # [I, O]
         mult, off = _bn_or_bias(self.bn, self.bias, w.shape[-1])
-        return [FoldedOp("dense", (w * mult).T, off, activation=self.spec.activation)]
+        out = [FoldedOp("dense", (w * mult).T, off, activation=self.spec.activation)]
+        if self.proj is not None:
+            proj = np.asarray(self.proj[...]).T  # [r, I]
+            out.insert(0, FoldedOp("dense", proj, np.zeros(proj.shape[0], np.float32), activation="none"))
+        return out
 
 
 def _bn_or_bias(bn: BatchNorm | None, bias: nnx.Param | None, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -130,8 +130,12 @@ def _check_compatible(spec: ArchSpec, data: TrainData) -> None:
 
 def train(spec: ArchSpec, data: TrainData, cfg: TrainConfig | None = None, out_dir: Path | str | None = None,
           progress: Callable[[TrainProgress], None] | None = None,
-          after_eval: Callable[[dict[str, Any]], bool] | None = None) -> TrainResult:
+          after_eval: Callable[[dict[str, Any]], bool] | None = None,
+          initial: tuple[Any, Any] | None = None) -> TrainResult:
     """Train ``spec`` on ``data`` under ``cfg`` (default `TrainConfig()`); see the module docstring.
+
+    ``initial``: (params, batch_stats) of ``spec``'s network to start from (fine-tuning, e.g. a model
+    compressed by `nas.train.compress`) instead of the seeded initialisation.
 
     ``after_eval(entry)`` is called after every evaluation with its history entry (``step``, ``epoch``,
     ``val_accuracy``, ``best_val_accuracy``); returning True stops training there (``stop_reason
@@ -154,6 +158,10 @@ def train(spec: ArchSpec, data: TrainData, cfg: TrainConfig | None = None, out_d
     eval_every = cfg.eval_every_steps or steps_per_epoch
 
     graphdef, params, stats = split_model(build_model(spec, model_seed(cfg.seed, cfg.trial)))
+    if initial is not None:
+        if jax.tree.structure(initial[0]) != jax.tree.structure(params):
+            raise ValueError(f"initial weights do not fit {spec.name!r}: another network's variables")
+        params, stats = initial
     settings = StepSettings.of(spec.frontend, cfg)
     state = create_train_state(params, stats, settings, cfg, total_steps)
     teachers = load_teachers(cfg.teachers, data.labels) if cfg.teachers else None
