@@ -21,7 +21,8 @@ class DNNSpace(SpaceBase):
 
     Anchor: the flattened 25×10 MFCC input (front end ``hello-edge-dnn``, 40 ms windows, 40 ms stride),
     1–4 hidden dense layers with ReLU and no batch norm, the classifier. Parameters: ``n_layers``,
-    ``l{i}_width`` (multiples of 8 in [32, 512]). Always valid: dense layers accept any flat input.
+    ``l{i}_width`` (multiples of 8 in [32, 512]); with ``low_rank=True`` also ``l{i}_rank`` (full / 1/4 / 1/8
+    of min(in, out)). Always valid: dense layers accept any flat input.
     """
 
     name = "dnn"
@@ -30,8 +31,11 @@ class DNNSpace(SpaceBase):
     def sample(self, trial: optuna.trial.BaseTrial) -> ArchSpec:
         frontend = self._frontend(trial)
         layers: list[Layer] = [Flatten()]
+        n_in = frontend.feature_shape[0] * frontend.feature_shape[1]
         for i in range(trial.suggest_int("n_layers", MIN_LAYERS, MAX_LAYERS)):
-            layers.append(Dense(trial.suggest_int(f"l{i}_width", WIDTH_MIN, WIDTH_MAX, step=WIDTH_STEP)))
+            units = trial.suggest_int(f"l{i}_width", WIDTH_MIN, WIDTH_MAX, step=WIDTH_STEP)
+            layers.append(Dense(units, rank=self._rank(trial, f"l{i}_rank", n_in, units)))
+            n_in = units
         return self._spec(frontend, tuple(layers))
 
     def params_of(self, spec: ArchSpec, snap: bool = False) -> dict[str, Any]:
@@ -41,9 +45,15 @@ class DNNSpace(SpaceBase):
         expect(len(layers) >= 1 + MIN_LAYERS and isinstance(layers[0], Flatten),
                f"{spec.name}: not a flatten and {MIN_LAYERS}..{MAX_LAYERS} dense layers")
         hidden = layers[1:]
-        expect(len(hidden) <= MAX_LAYERS and all(isinstance(d, Dense) and d == Dense(d.units) for d in hidden),
+        expect(len(hidden) <= MAX_LAYERS and all(isinstance(d, Dense) and d == Dense(d.units, rank=d.rank)
+                                                 for d in hidden),
                f"{spec.name}: the space has {MIN_LAYERS}..{MAX_LAYERS} dense ReLU layers without batch norm")
         p["n_layers"] = len(hidden)
+        n_in = spec.frontend.feature_shape[0] * spec.frontend.feature_shape[1]
         for i, d in enumerate(hidden):
             p[f"l{i}_width"] = snap_int(f"{spec.name}: layer {i} width", d.units, WIDTH_MIN, WIDTH_MAX, WIDTH_STEP, snap)
+            rank = self._rank_param(f"{spec.name}: layer {i}", d.rank, n_in, d.units)
+            if rank is not None:
+                p[f"l{i}_rank"] = rank
+            n_in = d.units
         return p

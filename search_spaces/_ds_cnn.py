@@ -34,7 +34,9 @@ class DSCNNSpace(SpaceBase):
     - ``b{i}_downsample`` (stride 2x2), suggested only while both map dimensions are >= 2, so no stride
       ever runs over a dimension of 1 (with SAME padding the map can never empty);
     - ``b{i}_residual``, suggested only for stride-1 blocks: a residual block keeps its input width
-      (no ``b{i}_width``), which makes the skip always legal; otherwise ``b{i}_width``.
+      (no ``b{i}_width``), which makes the skip always legal; otherwise ``b{i}_width``;
+    - with ``low_rank=True``, ``b{i}_rank`` (full / 1/4 / 1/8 of min(in, out)): the block's 1x1 convolution
+      as a projection and an expansion (`DSConv.rank`).
 
     Widths are multiples of 8 in [16, 320] (see ``WIDTH_STEP``). Published presets (widths 64, 172, 276)
     need not lie on this grid.
@@ -58,9 +60,11 @@ class DSCNNSpace(SpaceBase):
                 stride = (2, 2)
                 h, w = math.ceil(h / 2), math.ceil(w / 2)
             residual = stride == (1, 1) and trial.suggest_categorical(f"b{i}_residual", (False, True))
+            in_width = width
             if not residual:
                 width = trial.suggest_int(f"b{i}_width", WIDTH_MIN, WIDTH_MAX, step=WIDTH_STEP)
-            layers.append(DSConv(width, kernel, stride, residual=residual))
+            rank = self._rank(trial, f"b{i}_rank", in_width, width)
+            layers.append(DSConv(width, kernel, stride, residual=residual, rank=rank))
         layers.append(GlobalAvgPool())
         return self._spec(frontend, tuple(layers))
 
@@ -83,6 +87,7 @@ class DSCNNSpace(SpaceBase):
         p["n_blocks"] = len(blocks)
         h, w = spec.frontend.feature_shape
         h, w = math.ceil(h / stem.stride[0]), math.ceil(w / stem.stride[1])
+        in_width = stem.filters
         for i, b in enumerate(blocks):
             where = f"{spec.name}: block {i}"
             expect((b.padding, b.activation) == ("same", "relu") and hw_text(b.kernel) in BLOCK_KERNELS,
@@ -99,4 +104,8 @@ class DSCNNSpace(SpaceBase):
                 p[f"b{i}_residual"] = b.residual
             if not b.residual:
                 p[f"b{i}_width"] = snap_int(f"{where} width", b.filters, WIDTH_MIN, WIDTH_MAX, WIDTH_STEP, snap)
+            rank = self._rank_param(where, b.rank, in_width, b.filters)
+            if rank is not None:
+                p[f"b{i}_rank"] = rank
+            in_width = b.filters
         return p

@@ -118,16 +118,35 @@ class SpaceBase:
     default_frontend: str = "hello-edge"
 
     def __init__(self, num_classes: int = 12, frontend: str | FrontEndConfig | None = None,
-                 tune_frontend: bool = False) -> None:
+                 tune_frontend: bool = False, low_rank: bool = False) -> None:
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
             raise ValueError(f"{self.name}: num_classes must be an integer >= 2, got {num_classes!r}")
         self.num_classes = num_classes
         self.frontend = resolve_frontend(frontend if frontend is not None else self.default_frontend)
         self.tune_frontend = bool(tune_frontend)
+        self.low_rank = bool(low_rank)  # spaces with 1x1 convolutions or dense layers: a rank per layer
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(num_classes={self.num_classes}, frontend={self.frontend.name!r}, "
-                f"tune_frontend={self.tune_frontend})")
+                f"tune_frontend={self.tune_frontend}, low_rank={self.low_rank})")
+
+    def _rank(self, trial: optuna.trial.BaseTrial, name: str, n_in: int, n_out: int) -> int | None:
+        """With ``low_rank``: the layer's rank from the categorical ``name`` (a fraction of min(in, out));
+        None (full rank) without it, for "full", or where the fraction would save nothing."""
+        if not self.low_rank:
+            return None
+        return rank_of(trial.suggest_categorical(name, RANK_CHOICES), n_in, n_out)
+
+    def _rank_param(self, where: str, rank: int | None, n_in: int, n_out: int) -> str | None:
+        """The ``RANK_CHOICES`` value `_rank` turns into ``rank`` (None: the space has no rank parameter)."""
+        if not self.low_rank:
+            expect(rank is None, f"{where}: rank {rank}, and the space searches full-rank layers only "
+                                 "(low_rank=False)")
+            return None
+        for choice in RANK_CHOICES:
+            if rank_of(choice, n_in, n_out) == rank:
+                return choice
+        raise NotInSpace(f"{where}: rank {rank} is none of {RANK_CHOICES} of min({n_in}, {n_out})")
 
     def _frontend(self, trial: optuna.trial.BaseTrial) -> FrontEndConfig:
         return sample_frontend(trial, self.frontend) if self.tune_frontend else self.frontend
@@ -161,6 +180,21 @@ class SpaceBase:
                 values = {"fe_window_ms": window_ms, "fe_stride_ms": stride_ms}
                 return values if n_coeffs is None else {"fe_n_coeffs": n_coeffs, **values}
         raise NotInSpace(f"{spec.name}: front end {spec.frontend.name!r} is not one the space searches")
+
+
+# Low-rank choices per layer: the rank as a fraction of min(inputs, outputs). No 1/2: on a square layer the
+# projection and the expansion together cost as much as the full layer (n*n/2 + n/2*n); 1/4 and 1/8 save
+# half and three quarters of it.
+RANK_CHOICES = ("full", "1/4", "1/8")
+
+
+def rank_of(choice: str, n_in: int, n_out: int) -> int | None:
+    """The rank a ``RANK_CHOICES`` value gives a layer of ``n_in`` -> ``n_out`` (None: full rank)."""
+    if choice == "full":
+        return None
+    num, den = (int(x) for x in choice.split("/"))
+    rank = max(1, round(min(n_in, n_out) * num / den))
+    return rank if rank < min(n_in, n_out) else None
 
 
 def snap_int(where: str, value: int, low: int, high: int, step: int, snap: bool) -> int:

@@ -89,7 +89,9 @@ def _make_storage(url: str) -> optuna.storages.BaseStorage:
 
 def make_space(cfg: SearchConfig) -> Any:
     """The search space of a config, for the number of classes its data is trained on."""
-    kwargs = {"frontend": cfg.frontend} if cfg.frontend else {}
+    kwargs: dict[str, Any] = {"frontend": cfg.frontend} if cfg.frontend else {}
+    if cfg.low_rank:
+        kwargs["low_rank"] = True
     return get_space(cfg.space, num_classes=cfg.label_protocol().num_classes,
                      tune_frontend=cfg.tune_frontend, **kwargs)
 
