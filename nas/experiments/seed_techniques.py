@@ -1,7 +1,7 @@
 """``nas experiment seed-techniques``: the seed survey's techniques as options, measured on real speech.
 
-Built so far: **knowledge distillation**. The other techniques of issue 18 (low-rank layers, squeeze-and-
-excitation attention, few-shot keywords) are not implemented yet, so the table has the distillation rows only.
+Measured so far: **knowledge distillation**. Low-rank layers exist (`DSConv.rank`, `nas compress`) but have no
+rows here yet; squeeze-and-excitation attention and few-shot keywords are not implemented yet.
 
 1. the teachers (presets, e.g. DS-CNN-L) are trained with the final recipe (`nas.experiments.retrain`);
 2. every student (a preset or a spec file) is trained with each seed twice under the same recipe: plain,
@@ -155,7 +155,8 @@ def render_markdown(result: TechniquesResult, command: str) -> str:
         f"only. Every model: {cfg.epochs} epochs, seeds {', '.join(map(str, cfg.seeds))}, PTQ int8, measured on "
         f"{cfg.board} ({cfg.evaluator}). Wall time of this invocation {result.wall_time_s / 60:.1f} min.",
         "",
-        "Built so far: knowledge distillation. Low-rank layers, attention and few-shot keywords are not built yet.",
+        "Measured so far: knowledge distillation. Low-rank layers are built (a spec's `rank`, `nas compress`, "
+        "`nas search --low-rank`) but not yet measured here; attention and few-shot keywords are not built yet.",
         "",
         "## Knowledge distillation",
         "",
