@@ -181,7 +181,7 @@ def evaluate_candidate(spec: ArchSpec, ctx: SearchContext, trial_number: int, ou
     result = train(spec, ctx.data, tcfg, out_dir=ckpt, after_eval=after_eval)
     fig.update({"trained": True, "train_time_s": result.wall_time_s, "steps": result.steps,
                 "epochs_trained": result.epochs, "stop_reason": result.stop_reason, "checkpoint": str(ckpt),
-                "float_val_accuracy": result.val_accuracy})
+                "float_val_accuracy": result.val_accuracy, "compiled_kernels": result.compiled_kernels})
     if result.stop_reason == "stopped":
         fig["stopped_at_epoch"] = result.epochs
         return fig

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from nas.files import atomic_write_json
-from nas.models import KWSModel, build_model, merge_model, split_model
+from nas.models import KWSModel, build_model, merge_model, native, split_model
 from nas.train.checkpoint import save_checkpoint
 from nas.train.config import TrainConfig
 from nas.train.data import TrainData, epoch_batches, host_batch
@@ -88,6 +88,9 @@ class TrainResult:
     graphdef: Any
     params: Any  # of the best model, host (numpy) arrays
     batch_stats: Any
+    # the compiled training kernels (nas.models.native) or the pure-JAX path: equal to float32 rounding, not
+    # bit for bit, so runs to be compared number for number must agree on it
+    compiled_kernels: bool = False
 
     @property
     def val_accuracy(self) -> float:
@@ -108,7 +111,7 @@ class TrainResult:
             "best_step": self.best_step, "steps": self.steps, "epochs": self.epochs,
             "stop_reason": self.stop_reason, "wall_time_s": self.wall_time_s,
             "compile_time_s": self.compile_time_s, "samples_per_s": self.samples_per_s,
-            "val": self.val.to_dict(), "test": self.test.to_dict() if self.test is not None else None,
+            "compiled_kernels": self.compiled_kernels, "val": self.val.to_dict(), "test": self.test.to_dict() if self.test is not None else None,
             "history": list(self.history),
             "checkpoint_dir": str(self.checkpoint_dir) if self.checkpoint_dir else None,
             "config": self.config.to_dict(),
@@ -286,7 +289,7 @@ def train(spec: ArchSpec, data: TrainData, cfg: TrainConfig | None = None, out_d
         epochs=step / steps_per_epoch, stop_reason=stop_reason, wall_time_s=wall_time_s,
         compile_time_s=compile_time_s, samples_per_s=(step - 1) * batch_size / train_time_s if step > 1 else 0.0,
         history=tuple(history), checkpoint_dir=out_dir, graphdef=graphdef, params=best["params"],
-        batch_stats=best["batch_stats"],
+        batch_stats=best["batch_stats"], compiled_kernels=native.available(),
     )
     if out_dir is not None:
         save_checkpoint(out_dir, spec, best["params"], best["batch_stats"], cfg, best["step"], {

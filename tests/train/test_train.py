@@ -310,6 +310,7 @@ def test_cli_train_end_to_end(tiny_data, spec, tmp_path, monkeypatch, capsys):
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     assert result["steps"] == 4 and result["stop_reason"] == "max_steps"
+    assert result["compiled_kernels"] is True  # the bootstrap builds them; a run says which path it took
     assert 0.0 <= result["val_accuracy"] <= 1.0 and len(result["test"]["confusion"]) == 12
     assert Path(result["checkpoint_dir"]) == out
     model, saved, meta = load_checkpoint(out)
