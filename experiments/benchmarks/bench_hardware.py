@@ -227,6 +227,7 @@ def main() -> int:
     from hardware.boards import get_board
     from hardware.emulator import have_qemu, qemu_version
     from hardware.firmware.build import have_toolchain, toolchain_version
+    from hardware.inspect import live_bytes_by_position
     from search_spaces.presets import PRESET_NAMES
 
     if not (have_toolchain() and have_qemu()):
@@ -268,6 +269,11 @@ def main() -> int:
                 m, unc, cac = measure(data, board.name, variant)
                 rows.append(Row(preset, board.name, variant, m, unc, cac, flash_limit, RAM_FRACTION_OF_TFLM * tflm))
         print_rows([r for r in rows if r.preset == preset])
+        peak = max(live_bytes_by_position(g), default=0)
+        for r in (r for r in rows if r.preset == preset and r.m.ram_arena_bytes is not None):
+            print(f"  arena {r.board} {r.variant}: {r.m.ram_arena_bytes:,} B = {r.m.ram_arena_bytes / peak:.2f}x the "
+                  f"largest set of tensors live at once ({peak:,} B, no in-place), {r.m.ram_arena_bytes / tflm:.2f}x "
+                  f"TFLM's arena")
         for board in boards:
             print_layers(preset, board.name, rows)
     print_anchors(rows)
