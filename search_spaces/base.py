@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from search_spaces.frontend import FrontEndConfig, get_frontend
 from search_spaces.presets import family_presets
-from search_spaces.spec import ArchSpec, Layer
+from search_spaces.spec import ArchSpec, Layer, rank_for
 
 if TYPE_CHECKING:  # optuna is only needed for the type: spaces call nothing but trial.suggest_*
     import optuna
@@ -193,8 +193,7 @@ def rank_of(choice: str, n_in: int, n_out: int) -> int | None:
     if choice == "full":
         return None
     num, den = (int(x) for x in choice.split("/"))
-    rank = max(1, round(min(n_in, n_out) * num / den))
-    return rank if rank < min(n_in, n_out) else None
+    return rank_for(num / den, n_in, n_out)
 
 
 def snap_int(where: str, value: int, low: int, high: int, step: int, snap: bool) -> int:

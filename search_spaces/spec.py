@@ -69,6 +69,13 @@ def _check_low_rank(layer: Any, n_in: int, n_out: int, where: str) -> None:
                         "anything (leave it out for a full-rank layer)")
 
 
+def rank_for(fraction: float, n_in: int, n_out: int) -> int | None:
+    """The rank ``fraction`` of min(``n_in``, ``n_out``) (at least 1) for a low-rank layer, or None (full rank)
+    where that rank would save nothing."""
+    rank = max(1, round(fraction * min(n_in, n_out)))
+    return rank if rank < min(n_in, n_out) else None
+
+
 def _check_choice(layer: Any, name: str, choices: tuple[str, ...]) -> None:
     if getattr(layer, name) not in choices:
         raise SpecError(f"{layer.kind}: {name} must be one of {choices}, got {getattr(layer, name)!r}")

@@ -8,6 +8,7 @@ import logging
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 from nas.data.layout import SPLIT_RULES
 
@@ -43,12 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                          "budgets? searches (and a control), picks and presets retrained with 3 seeds, verdicts")
     r.add_argument("config", nargs="?", type=Path, help="an experiment .toml (default: built-in defaults, the "
                    "same as experiments/search/real-speech.toml)")
-    r.add_argument("--data")
-    r.add_argument("--split-rule", dest="split_rule", choices=SPLIT_RULES)
-    r.add_argument("--noise", help="background-noise folder ('' for none)")
-    r.add_argument("--protocol", help="12 (standard), 10 (keywords only) or your words w1,w2,... (default 12)")
-    r.add_argument("--board")
-    r.add_argument("--evaluator", choices=("emulator", "analytic", "serial"))
+    _final_setting_arguments(r)
     r.add_argument("--targets", help="comma list of presets whose budgets the search must beat them under")
     r.add_argument("--spaces", help="comma list: the space searched for each target")
     r.add_argument("--controls", help="comma list of targets that also get the previous default as a control "
@@ -69,12 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                          "knowledge distillation (students trained plain and distilled, 3 seeds, paired verdict)")
     t.add_argument("config", nargs="?", type=Path, help="an experiment .toml (default: built-in defaults, the "
                    "same as experiments/seed/seed-techniques.toml)")
-    t.add_argument("--data")
-    t.add_argument("--split-rule", dest="split_rule", choices=SPLIT_RULES)
-    t.add_argument("--noise", help="background-noise folder ('' for none)")
-    t.add_argument("--protocol")
-    t.add_argument("--board")
-    t.add_argument("--evaluator", choices=("emulator", "analytic", "serial"))
+    _final_setting_arguments(t)
     t.add_argument("--teachers", help="comma list of presets or spec .json files, trained first")
     t.add_argument("--students", help="comma list of presets or spec .json files")
     t.add_argument("--seeds", help="comma list of training seeds (default 0,1,2)")
@@ -82,6 +73,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--workers", type=int)
     t.add_argument("--out", type=Path, help="results folder (default: results/<name>)")
     t.set_defaults(handler=_seed_techniques)
+
+
+def _final_setting_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of `nas.experiments.retrain.FinalSetting` (what every final training shares)."""
+    p.add_argument("--data")
+    p.add_argument("--split-rule", dest="split_rule", choices=SPLIT_RULES)
+    p.add_argument("--noise", help="background-noise folder ('' for none)")
+    p.add_argument("--protocol", help="12 (standard), 10 (keywords only) or your words w1,w2,... (default 12)")
+    p.add_argument("--board")
+    p.add_argument("--evaluator", choices=("emulator", "analytic", "serial"))
+
+
+def _final_setting(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: getattr(args, k) for k in ("data", "split_rule", "noise", "protocol", "board", "evaluator")}
 
 
 def _split(text: str | None) -> tuple[str, ...] | None:
@@ -124,9 +129,7 @@ def _seed_techniques(args: argparse.Namespace) -> int:
     from nas.experiments.seed_techniques import load_techniques_config, run_seed_techniques, write_outputs
 
     seeds = _split(args.seeds)
-    cfg = load_techniques_config(args.config, data=args.data, split_rule=args.split_rule, noise=args.noise,
-                                 protocol=args.protocol, board=args.board, evaluator=args.evaluator,
-                                 teachers=_split(args.teachers), students=_split(args.students),
+    cfg = load_techniques_config(args.config, **_final_setting(args), teachers=_split(args.teachers), students=_split(args.students),
                                  seeds=None if seeds is None else tuple(int(s) for s in seeds), epochs=args.epochs,
                                  workers=args.workers)
     out = args.out or Path("results") / cfg.name
@@ -147,9 +150,7 @@ def _real_speech_search(args: argparse.Namespace) -> int:
     from nas.experiments.real_speech_search import load_real_search_config, run_real_speech_search
 
     seeds = _split(args.final_seeds)
-    cfg = load_real_search_config(args.config, data=args.data, split_rule=args.split_rule, noise=args.noise,
-                                  protocol=args.protocol,
-                                  board=args.board, evaluator=args.evaluator, targets=_split(args.targets),
+    cfg = load_real_search_config(args.config, **_final_setting(args), targets=_split(args.targets),
                                   spaces=_split(args.spaces), controls=_split(args.controls),
                                   search_minutes=args.search_minutes, workers=args.workers,
                                   search_epochs=args.search_epochs, min_epochs=args.min_epochs,

@@ -98,12 +98,16 @@ def config_from_args(args: argparse.Namespace) -> Any:
     return TrainConfig(**changes)
 
 
-def _train(args: argparse.Namespace) -> int:
+def _start_runtime(args: argparse.Namespace) -> None:
     from nas import runtime
 
     runtime.ensure_fast_allocator()  # re-executes once; before JAX starts
     if args.threads is not None:
         runtime.configure_threads(args.threads)
+
+
+def _train(args: argparse.Namespace) -> int:
+    _start_runtime(args)
     from nas.train import prepare_train_data
 
     cfg = config_from_args(args)
@@ -112,11 +116,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _compress(args: argparse.Namespace) -> int:
-    from nas import runtime
-
-    runtime.ensure_fast_allocator()
-    if args.threads is not None:
-        runtime.configure_threads(args.threads)
+    _start_runtime(args)
     from nas.train import load_checkpoint, prepare_train_data
     from nas.train.compress import factorize, low_rank_spec
     from search_spaces.estimate import estimate
@@ -124,9 +124,6 @@ def _compress(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     model, spec, _ = load_checkpoint(args.checkpoint)
     data = prepare_train_data(args.data, args.protocol, rule=args.split_rule, noise_dir=args.noise)
-    if spec.num_classes != data.num_classes:
-        raise UserError(f"{args.checkpoint}: the model has {spec.num_classes} outputs, protocol {args.protocol!r} "
-                        f"{data.num_classes} classes")
     low = low_rank_spec(spec, args.rank_fraction)
     before, after = estimate(spec), estimate(low)
     print(f"{spec.name}: parameters {before.params:,} -> {after.params:,}, MACs {before.macs:,} -> {after.macs:,}",

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from nas.config_files import build, read_settings, tuples
-from nas.experiments.retrain import FinalJob, run_final_jobs
+from nas.experiments.retrain import FinalJob, FinalSetting, none_for_empty, run_final_jobs
 from nas.study.candidate import SearchContext, hardware_figures, probe_tflite
 from nas.study.compare import paired_bootstrap
 from nas.study.config import SearchConfig, TrainBudget
@@ -57,14 +57,8 @@ COST_KEYS = ("flash_bytes", "ram_bytes", "latency_ms")
 
 
 @dataclass(frozen=True)
-class RealSearchConfig:
+class RealSearchConfig(FinalSetting):
     name: str = "real-speech"
-    data: str = "../shared/data/speech_commands_v0.02_test"
-    split_rule: str | None = "speaker-60-20-20"
-    noise: str | None = "../shared/data/background_noise"
-    protocol: str = "12"  # 12, 10 or the user's words w1,w2,...
-    board: str = "mps2-an386"
-    evaluator: str = "emulator"
     targets: tuple[str, ...] = ("ds-cnn-s", "micronet-kws-s")  # budgets: each one's measured flash, RAM, latency
     spaces: tuple[str, ...] = ("ds-cnn", "micronet")  # the space searched for each target (same order)
     controls: tuple[str, ...] = ("ds-cnn-s",)  # targets that also get the previous default, as a control
@@ -78,7 +72,6 @@ class RealSearchConfig:
     picks: int = 3  # per arm: the best trials by search validation, each retrained with every final seed
     final_seeds: tuple[int, ...] = (0, 1, 2)
     final_epochs: int = 40
-    seed: int = 0
 
     def __post_init__(self) -> None:
         if len(self.spaces) != len(self.targets):
@@ -109,20 +102,12 @@ class RealSearchConfig:
         return SearchConfig(**common, objectives=("error", "flash_bytes", "ram_bytes", "latency"), sampler="tpe",
                             warm_start=False, static_filter=False, train=TrainBudget(epochs=self.control_epochs))
 
-    def setting(self) -> dict[str, Any]:
-        """What every final training shares (a SearchConfig's dict)."""
-        return SearchConfig(name=f"{self.name}-final", data=self.data, split_rule=self.split_rule, noise=self.noise,
-                            protocol=self.protocol, board=self.board, evaluator=self.evaluator, seed=self.seed).to_dict()
-
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
 def load_real_search_config(path: Path | str | None = None, **overrides: Any) -> RealSearchConfig:
-    d = read_settings(path, overrides)
-    for key in ("noise", "split_rule"):
-        if d.get(key) == "":
-            d[key] = None  # --noise '': no noise folder (the corpus's own _background_noise_ if it has one)
+    d = none_for_empty(read_settings(path, overrides))
     return build(RealSearchConfig, tuples(d, ("targets", "spaces", "controls", "final_seeds")), path)
 
 

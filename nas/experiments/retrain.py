@@ -42,6 +42,38 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class FinalSetting:
+    """What every final training of an experiment shares: data, split, noise, labels, board, evaluator.
+
+    Experiments' frozen configs extend it (their own ``name`` default first); `setting` is the dict a
+    `FinalJob` carries."""
+
+    name: str = "final"
+    data: str = "../shared/data/speech_commands_v0.02_test"
+    split_rule: str | None = "speaker-60-20-20"
+    noise: str | None = "../shared/data/background_noise"
+    protocol: str = "12"  # 12, 10 or the user's words w1,w2,...
+    board: str = "mps2-an386"
+    evaluator: str = "emulator"
+    seed: int = 0
+
+    def setting(self) -> dict[str, Any]:
+        """What every final training shares (a SearchConfig's dict)."""
+        return SearchConfig(name=f"{self.name}-final", data=self.data, split_rule=self.split_rule, noise=self.noise,
+                            protocol=self.protocol, board=self.board, evaluator=self.evaluator,
+                            seed=self.seed).to_dict()
+
+
+def none_for_empty(settings: dict[str, Any]) -> dict[str, Any]:
+    """``noise = ""`` or ``split_rule = ""`` (from a file or the command line) as None: no noise folder (the
+    corpus's own ``_background_noise_`` if it has one), the default split; changed in place."""
+    for key in ("noise", "split_rule"):
+        if settings.get(key) == "":
+            settings[key] = None
+    return settings
+
+
+@dataclass(frozen=True)
 class FinalJob:
     name: str  # the model's label in tables (a preset name, or "<space>-trial<N>")
     spec_json: str

@@ -28,22 +28,14 @@ from typing import Any
 import numpy as np
 
 from nas.config_files import build, read_settings, tuples
-from nas.experiments.retrain import FinalJob, run_final_jobs
+from nas.experiments.retrain import FinalJob, FinalSetting, none_for_empty, run_final_jobs
 from nas.study.compare import paired_bootstrap
-from nas.study.config import SearchConfig
-from search_spaces import ArchSpec
-from search_spaces.presets import get_preset
+from search_spaces.presets import load_spec
 
 
 @dataclass(frozen=True)
-class TechniquesConfig:
+class TechniquesConfig(FinalSetting):
     name: str = "seed-techniques"
-    data: str = "../shared/data/speech_commands_v0.02_test"
-    split_rule: str | None = "speaker-60-20-20"
-    noise: str | None = "../shared/data/background_noise"
-    protocol: str = "12"
-    board: str = "mps2-an386"
-    evaluator: str = "emulator"
     teachers: tuple[str, ...] = ("ds-cnn-l",)  # presets or spec .json files, trained first (seed teacher_seed)
     teacher_seed: int = 0
     students: tuple[str, ...] = ("ds-cnn-s", "experiments/seed/ds-cnn-s-search-pick.json")
@@ -52,37 +44,19 @@ class TechniquesConfig:
     distill_temperature: float = 4.0
     distill_weight: float = 0.5
     workers: int = 2
-    seed: int = 0
 
     def __post_init__(self) -> None:
         if not self.teachers or not self.students or not self.seeds:
             raise ValueError("teachers, students and seeds must not be empty")
         for model in (*self.teachers, *self.students):
-            resolve_model(model)
-
-    def setting(self) -> dict[str, Any]:
-        return SearchConfig(name=f"{self.name}-final", data=self.data, split_rule=self.split_rule, noise=self.noise,
-                            protocol=self.protocol, board=self.board, evaluator=self.evaluator, seed=self.seed).to_dict()
+            load_spec(model)  # a preset name or a spec file: refused here, naming it, before any training
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-def resolve_model(model: str) -> ArchSpec:
-    """A preset name, or a spec .json file."""
-    if model.endswith(".json"):
-        try:
-            return ArchSpec.from_json(Path(model).read_text())
-        except OSError as e:
-            raise ValueError(f"{model}: cannot read the spec ({e.strerror})") from None
-    return get_preset(model)
-
-
 def load_techniques_config(path: Path | str | None = None, **overrides: Any) -> TechniquesConfig:
-    d = read_settings(path, overrides)
-    for key in ("noise", "split_rule"):
-        if d.get(key) == "":
-            d[key] = None
+    d = none_for_empty(read_settings(path, overrides))
     return build(TechniquesConfig, tuples(d, ("teachers", "students", "seeds")), path)
 
 
@@ -108,9 +82,9 @@ def run_seed_techniques(cfg: TechniquesConfig, out_dir: Path) -> TechniquesResul
     t0 = time.perf_counter()
     result = TechniquesResult(cfg)
     setting = cfg.setting()
-    teacher_jobs = [FinalJob(f"teacher-{resolve_model(t).name}", resolve_model(t).to_json(), cfg.teacher_seed,
-                             cfg.epochs, str(out_dir / "models" / f"teacher-{resolve_model(t).name}"), setting)
-                    for t in cfg.teachers]
+    teacher_jobs = [FinalJob(f"teacher-{spec.name}", spec.to_json(), cfg.teacher_seed, cfg.epochs,
+                             str(out_dir / "models" / f"teacher-{spec.name}"), setting)
+                    for spec in map(load_spec, cfg.teachers)]
     figs = run_final_jobs(teacher_jobs, cfg.workers)
     for job in teacher_jobs:
         result.teachers[job.name] = {"checkpoint": str(Path(job.folder) / "checkpoint"),
@@ -118,16 +92,15 @@ def run_seed_techniques(cfg: TechniquesConfig, out_dir: Path) -> TechniquesResul
     distill = {"teachers": [str(Path(j.folder) / "checkpoint") for j in teacher_jobs],
                "distill_temperature": cfg.distill_temperature, "distill_weight": cfg.distill_weight}
     jobs = []
-    for student in cfg.students:
-        spec = resolve_model(student)
+    students = [load_spec(student) for student in cfg.students]
+    for spec in students:
         for seed in cfg.seeds:
             jobs.append(FinalJob(spec.name, spec.to_json(), seed, cfg.epochs,
                                  str(out_dir / "models" / f"{spec.name}-s{seed}"), setting))
             jobs.append(FinalJob(f"{spec.name}+kd", spec.to_json(), seed, cfg.epochs,
                                  str(out_dir / "models" / f"{spec.name}-kd-s{seed}"), setting, distill))
     figs = run_final_jobs(jobs, cfg.workers)
-    for student in cfg.students:
-        name = resolve_model(student).name
+    for name in (spec.name for spec in students):
         plain = [figs[name, s] for s in cfg.seeds]
         distilled = [figs[f"{name}+kd", s] for s in cfg.seeds]
         diff = paired_bootstrap(np.array([f["test_correct"] for f in distilled]),

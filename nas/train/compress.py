@@ -20,7 +20,7 @@ from flax import nnx
 
 from nas.models import KWSModel, build_model, split_model
 from nas.models.layers import DenseLayer, DSBlock
-from search_spaces.spec import ArchSpec, Dense, DSConv
+from search_spaces.spec import ArchSpec, Dense, DSConv, rank_for
 
 
 def low_rank_spec(spec: ArchSpec, fraction: float) -> ArchSpec:
@@ -32,10 +32,9 @@ def low_rank_spec(spec: ArchSpec, fraction: float) -> ArchSpec:
     layers = []
     for i, layer in enumerate(spec.layers):
         if isinstance(layer, (DSConv, Dense)) and layer.rank is None:
-            n_in = shapes[i][-1]
             n_out = layer.filters if isinstance(layer, DSConv) else layer.units
-            rank = max(1, round(fraction * min(n_in, n_out)))
-            if rank < min(n_in, n_out):
+            rank = rank_for(fraction, shapes[i][-1], n_out)
+            if rank is not None:
                 layer = dataclasses.replace(layer, rank=rank)
         layers.append(layer)
     return dataclasses.replace(spec, name=f"{spec.name}-r{fraction:g}", layers=tuple(layers))
@@ -48,7 +47,11 @@ def _factors(w: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _variable(module: Any, path: tuple) -> Any:
+    """The variable at ``path`` in ``module`` (None where the module has None there: a full-rank layer's
+    projection)."""
     for part in path:
+        if module is None:
+            return None
         module = module[part] if isinstance(part, int) else getattr(module, part)
     return module
 
@@ -59,12 +62,12 @@ def factorize(model: KWSModel, target: ArchSpec) -> tuple[Any, Any]:
     new = build_model(target, 0)
     for old_layer, new_layer in zip(model.layers, new.layers, strict=True):
         for path, _ in nnx.to_flat_state(nnx.state(new_layer)):
-            if path[0] in ("pw_in", "proj"):
-                continue  # filled from the SVD below
-            value = np.asarray(_variable(old_layer, path)[...])
+            source = _variable(old_layer, path)
             var = _variable(new_layer, path)
-            if value.shape == var[...].shape:  # the expansion kernel of a new low-rank layer is not
-                var[...] = value
+            # copied where the old model has the variable with this shape (already low-rank layers included);
+            # a newly factorised layer's projection (absent) and expansion (another shape) come from the SVD below
+            if source is not None and np.shape(source[...]) == var[...].shape:
+                var[...] = np.asarray(source[...])
         if isinstance(new_layer, DSBlock) and new_layer.pw_in is not None and old_layer.pw_in is None:
             a, b = _factors(old_layer.pw[...], new_layer.spec.rank)
             new_layer.pw_in[...], new_layer.pw[...] = a, b

@@ -121,3 +121,16 @@ def test_nas_compress_end_to_end(tiny_corpus, tmp_path, monkeypatch, capsys):
     assert low.layers[1].rank == 4 and estimate(low).params < estimate(spec).params
     assert main(["compress", str(tmp_path / "full"), "--rank-fraction", "1.5", "--data", str(tiny_corpus)]) == 2
     assert "rank fraction" in capsys.readouterr().err
+
+
+def test_factorize_keeps_layers_that_are_already_low_rank():
+    spec = _low_rank_ds_cnn()  # blocks of ranks 8, 12, 16
+    model = randomised_model(spec, 5)
+    more = dataclasses.replace(spec, layers=(*spec.layers[:3], dataclasses.replace(spec.layers[3], rank=None),
+                                             spec.layers[4]))
+    same = low_rank_spec(more, 0.25)  # only the full-rank block is factorised again
+    assert [getattr(layer, "rank", None) for layer in same.layers] == [None, 8, 12, 12, None]
+    params, _ = factorize(model, low_rank_spec(spec, 0.25))  # nothing left to factorise: a copy
+    _, ref, _ = split_model(model)
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(ref), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

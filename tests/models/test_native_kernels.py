@@ -10,7 +10,6 @@ with the build's reason instead of silently testing the fallback.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -179,7 +178,6 @@ def test_kernels_give_the_same_bits_on_one_or_two_threads():
         assert done.returncode == 0, done.stderr[-2000:]
         digests.append(done.stdout.split()[-1])
     assert digests[0] == digests[1]
-    assert len(digests[0]) == len(hashlib.sha256().hexdigest())
 
 
 def test_kernels_can_be_switched_off():

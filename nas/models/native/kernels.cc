@@ -27,6 +27,7 @@
 #include <cstring>
 #include <memory>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "xla/ffi/api/ffi.h"
@@ -40,6 +41,9 @@ namespace {
 constexpr int64_t BN_CHUNK_ROWS = 128;
 
 enum Activation : int64_t { kNone = 0, kRelu = 1, kRelu6 = 2 };
+
+using In = ffi::Buffer<ffi::F32>;
+using Out = ffi::ResultBuffer<ffi::F32>;
 
 // body(u) for every u in [0, units), spread over XLA's intra-op pool and the calling thread. Units are
 // claimed from one counter; tasks that start after all units are claimed return without touching body.
@@ -68,6 +72,23 @@ void parallel_for(ffi::ThreadPool& pool, int64_t units, const F& body) {
   while (shared->done.load(std::memory_order_acquire) < units) std::this_thread::yield();
 }
 
+// Work units of `rows` consecutive rows of an [n, C] array: body(u, first row, end row) for every unit.
+inline int64_t units_of(int64_t n, int64_t rows) { return (n + rows - 1) / rows; }
+
+template <typename F>
+void for_row_units(ffi::ThreadPool& pool, int64_t n, int64_t rows, const F& body) {
+  parallel_for(pool, units_of(n, rows), [&](int64_t u) { body(u, u * rows, std::min(n, (u + 1) * rows)); });
+}
+
+// out = the sum of `units` partial arrays of `size` floats, in unit order (the thread-independent order).
+void sum_units(const std::vector<float>& partial, int64_t units, int64_t size, float* out) {
+  std::copy(partial.begin(), partial.begin() + size, out);
+  for (int64_t u = 1; u < units; ++u) {
+    const float* src = partial.data() + u * size;
+    for (int64_t t = 0; t < size; ++t) out[t] += src[t];
+  }
+}
+
 // Activations as compile-time parameters: branch-free selects that vectorise.
 template <int64_t ACT>
 inline float activate(float z) {
@@ -81,6 +102,17 @@ inline float masked(float y, float g) {  // g where the activation passes (judge
   if constexpr (ACT == kRelu) return y > 0.0f ? g : 0.0f;
   if constexpr (ACT == kRelu6) return (y > 0.0f && y < 6.0f) ? g : 0.0f;
   return g;
+}
+
+// f(std::integral_constant<int64_t, ACT>) for the runtime activation code `act`.
+template <typename F>
+ffi::Error with_activation(int64_t act, const F& f) {
+  switch (act) {
+    case kRelu: return f(std::integral_constant<int64_t, kRelu>{});
+    case kRelu6: return f(std::integral_constant<int64_t, kRelu6>{});
+    case kNone: return f(std::integral_constant<int64_t, kNone>{});
+    default: return ffi::Error::InvalidArgument("kws batch norm: unknown activation code");
+  }
 }
 
 // Channels per register block: one AVX-512 vector (two AVX2 ones), as a GCC/Clang vector type so the
@@ -132,7 +164,7 @@ struct Geometry {
   int64_t b, h, w, c, kh, kw, oh, ow;
 };
 
-Geometry geometry(const ffi::Buffer<ffi::F32>& x, const ffi::Buffer<ffi::F32>& k, int64_t oh, int64_t ow) {
+Geometry geometry(const In& x, const In& k, int64_t oh, int64_t ow) {
   auto xd = x.dimensions();
   auto kd = k.dimensions();
   return {xd[0], xd[1], xd[2], xd[3], kd[0], kd[1], oh, ow};
@@ -143,8 +175,8 @@ ffi::Error check_depthwise(const Geometry& g, int64_t kc) {
   return ffi::Error::Success();
 }
 
-ffi::Error DwFwd(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> k,
-                 ffi::ResultBuffer<ffi::F32> y, int64_t sh, int64_t sw, int64_t pad_top, int64_t pad_left) {
+ffi::Error DwFwd(ffi::ThreadPool pool, In x, In k,
+                 Out y, int64_t sh, int64_t sw, int64_t pad_top, int64_t pad_left) {
   auto yd = y->dimensions();
   const Geometry g = geometry(x, k, yd[1], yd[2]);
   if (auto err = check_depthwise(g, k.dimensions()[2]); err.failure()) return err;
@@ -176,8 +208,8 @@ ffi::Error DwFwd(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi:
   return ffi::Error::Success();
 }
 
-ffi::Error DwBwd(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> k,
-                 ffi::Buffer<ffi::F32> dy, ffi::ResultBuffer<ffi::F32> dx, ffi::ResultBuffer<ffi::F32> dk,
+ffi::Error DwBwd(ffi::ThreadPool pool, In x, In k,
+                 In dy, Out dx, Out dk,
                  int64_t sh, int64_t sw, int64_t pad_top, int64_t pad_left) {
   auto gd = dy.dimensions();
   const Geometry g = geometry(x, k, gd[1], gd[2]);
@@ -227,12 +259,7 @@ ffi::Error DwBwd(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi:
       }
     }
   });
-  float* dkp = dk->typed_data();
-  std::copy(partial.begin(), partial.begin() + taps, dkp);
-  for (int64_t b = 1; b < g.b; ++b) {
-    const float* src = partial.data() + b * taps;
-    for (int64_t t = 0; t < taps; ++t) dkp[t] += src[t];
-  }
+  sum_units(partial, g.b, taps, dk->typed_data());
   return ffi::Error::Success();
 }
 
@@ -240,10 +267,9 @@ ffi::Error DwBwd(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi:
 // chunk order with Chan et al.'s pairwise update in double precision.
 void batch_stats(ffi::ThreadPool& pool, const float* x, int64_t n, int64_t C, std::vector<double>& mean,
                  std::vector<double>& m2) {
-  const int64_t chunks = (n + BN_CHUNK_ROWS - 1) / BN_CHUNK_ROWS;
+  const int64_t chunks = units_of(n, BN_CHUNK_ROWS);
   std::vector<float> cmean(static_cast<size_t>(chunks * C)), cm2(static_cast<size_t>(chunks * C));
-  parallel_for(pool, chunks, [&](int64_t u) {
-    const int64_t r0 = u * BN_CHUNK_ROWS, r1 = std::min(n, r0 + BN_CHUNK_ROWS);
+  for_row_units(pool, n, BN_CHUNK_ROWS, [&](int64_t u, int64_t r0, int64_t r1) {
     float* __restrict mu = cmean.data() + u * C;
     float* __restrict s2 = cm2.data() + u * C;
     std::fill(mu, mu + C, 0.0f);
@@ -276,9 +302,7 @@ void batch_stats(ffi::ThreadPool& pool, const float* x, int64_t n, int64_t C, st
 template <int64_t ACT>
 void bn_apply(ffi::ThreadPool& pool, const float* xp, float* yp, int64_t n, int64_t C, const float* inv,
               const float* shift) {
-  const int64_t chunks = (n + BN_CHUNK_ROWS - 1) / BN_CHUNK_ROWS;
-  parallel_for(pool, chunks, [&](int64_t u) {
-    const int64_t r0 = u * BN_CHUNK_ROWS, r1 = std::min(n, r0 + BN_CHUNK_ROWS);
+  for_row_units(pool, n, BN_CHUNK_ROWS, [&](int64_t, int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const float* __restrict xr = xp + r * C;
       float* __restrict yr = yp + r * C;
@@ -287,9 +311,9 @@ void bn_apply(ffi::ThreadPool& pool, const float* xp, float* yp, int64_t n, int6
   });
 }
 
-ffi::Error BnFwd(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> scale,
-                 ffi::Buffer<ffi::F32> bias, ffi::ResultBuffer<ffi::F32> y, ffi::ResultBuffer<ffi::F32> mean_out,
-                 ffi::ResultBuffer<ffi::F32> var_out, float eps, int64_t act) {
+ffi::Error BnFwd(ffi::ThreadPool pool, In x, In scale,
+                 In bias, Out y, Out mean_out,
+                 Out var_out, float eps, int64_t act) {
   auto xd = x.dimensions();
   const int64_t n = xd[0], C = xd[1];
   if (n <= 0) return ffi::Error::InvalidArgument("kws batch norm: no rows");
@@ -306,32 +330,28 @@ ffi::Error BnFwd(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi:
     shift[c] = bias.typed_data()[c] - mo[c] * inv[c];
   }
   float* yp = y->typed_data();
-  switch (act) {
-    case kRelu: bn_apply<kRelu>(pool, xp, yp, n, C, inv.data(), shift.data()); break;
-    case kRelu6: bn_apply<kRelu6>(pool, xp, yp, n, C, inv.data(), shift.data()); break;
-    case kNone: bn_apply<kNone>(pool, xp, yp, n, C, inv.data(), shift.data()); break;
-    default: return ffi::Error::InvalidArgument("kws batch norm: unknown activation code");
-  }
-  return ffi::Error::Success();
+  return with_activation(act, [&](auto a) {
+    bn_apply<decltype(a)::value>(pool, xp, yp, n, C, inv.data(), shift.data());
+    return ffi::Error::Success();
+  });
 }
 
 // dbias = sum(gz), dscale = rstd * sum(gz * (x - mean)), dx = scale * rstd * (gz - dbias/n - (x - mean) *
 // rstd * dscale / n), with gz = dy where the activation passes (from its output y) and 0 elsewhere.
 template <int64_t ACT>
-ffi::Error bn_bwd(ffi::ThreadPool& pool, ffi::Buffer<ffi::F32>& x, ffi::Buffer<ffi::F32>& y,
-                  ffi::Buffer<ffi::F32>& dy, ffi::Buffer<ffi::F32>& scale, ffi::Buffer<ffi::F32>& mean_in,
-                  ffi::Buffer<ffi::F32>& var_in, ffi::ResultBuffer<ffi::F32>& dx,
-                  ffi::ResultBuffer<ffi::F32>& dscale_out, ffi::ResultBuffer<ffi::F32>& dbias_out, float eps) {
+ffi::Error bn_bwd(ffi::ThreadPool& pool, In& x, In& y,
+                  In& dy, In& scale, In& mean_in,
+                  In& var_in, Out& dx,
+                  Out& dscale_out, Out& dbias_out, float eps) {
   auto xd = x.dimensions();
   const int64_t n = xd[0], C = xd[1];
   const float* __restrict xp = x.typed_data();
   const float* __restrict yp = y.typed_data();
   const float* __restrict gp = dy.typed_data();
   const float* __restrict mu = mean_in.typed_data();
-  const int64_t chunks = (n + BN_CHUNK_ROWS - 1) / BN_CHUNK_ROWS;
+  const int64_t chunks = units_of(n, BN_CHUNK_ROWS);
   std::vector<float> sum_gz(static_cast<size_t>(chunks * C)), sum_gzx(static_cast<size_t>(chunks * C));
-  parallel_for(pool, chunks, [&](int64_t u) {
-    const int64_t r0 = u * BN_CHUNK_ROWS, r1 = std::min(n, r0 + BN_CHUNK_ROWS);
+  for_row_units(pool, n, BN_CHUNK_ROWS, [&](int64_t u, int64_t r0, int64_t r1) {
     float* __restrict s1 = sum_gz.data() + u * C;
     float* __restrict s2 = sum_gzx.data() + u * C;
     std::fill(s1, s1 + C, 0.0f);
@@ -364,8 +384,7 @@ ffi::Error bn_bwd(ffi::ThreadPool& pool, ffi::Buffer<ffi::F32>& x, ffi::Buffer<f
   const float* __restrict kxp = kx.data();
   const float* __restrict c1p = c1.data();
   const float* __restrict c2p = c2.data();
-  parallel_for(pool, chunks, [&](int64_t u) {
-    const int64_t r0 = u * BN_CHUNK_ROWS, r1 = std::min(n, r0 + BN_CHUNK_ROWS);
+  for_row_units(pool, n, BN_CHUNK_ROWS, [&](int64_t, int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r)
       for (int64_t c = 0; c < C; ++c) {
         const float gz = masked<ACT>(yp[r * C + c], gp[r * C + c]);
@@ -375,16 +394,13 @@ ffi::Error bn_bwd(ffi::ThreadPool& pool, ffi::Buffer<ffi::F32>& x, ffi::Buffer<f
   return ffi::Error::Success();
 }
 
-ffi::Error BnBwd(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> y, ffi::Buffer<ffi::F32> dy,
-                 ffi::Buffer<ffi::F32> scale, ffi::Buffer<ffi::F32> mean_in, ffi::Buffer<ffi::F32> var_in,
-                 ffi::ResultBuffer<ffi::F32> dx, ffi::ResultBuffer<ffi::F32> dscale_out,
-                 ffi::ResultBuffer<ffi::F32> dbias_out, float eps, int64_t act) {
-  switch (act) {
-    case kRelu: return bn_bwd<kRelu>(pool, x, y, dy, scale, mean_in, var_in, dx, dscale_out, dbias_out, eps);
-    case kRelu6: return bn_bwd<kRelu6>(pool, x, y, dy, scale, mean_in, var_in, dx, dscale_out, dbias_out, eps);
-    case kNone: return bn_bwd<kNone>(pool, x, y, dy, scale, mean_in, var_in, dx, dscale_out, dbias_out, eps);
-    default: return ffi::Error::InvalidArgument("kws batch norm: unknown activation code");
-  }
+ffi::Error BnBwd(ffi::ThreadPool pool, In x, In y, In dy,
+                 In scale, In mean_in, In var_in,
+                 Out dx, Out dscale_out,
+                 Out dbias_out, float eps, int64_t act) {
+  return with_activation(act, [&](auto a) {
+    return bn_bwd<decltype(a)::value>(pool, x, y, dy, scale, mean_in, var_in, dx, dscale_out, dbias_out, eps);
+  });
 }
 
 
@@ -434,38 +450,37 @@ void tn_unit(const float* a, const float* b, float* out, int64_t r0, int64_t r1,
 
 // The weight gradient of a matrix product (1x1 convolution, dense layer): out = a^T b, summed per row unit
 // and then over units in unit order.
-ffi::Error MatmulTn(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> a, ffi::Buffer<ffi::F32> b,
-                    ffi::ResultBuffer<ffi::F32> out) {
+ffi::Error MatmulTn(ffi::ThreadPool pool, In a, In b,
+                    Out out) {
   const int64_t n = a.dimensions()[0], I = a.dimensions()[1], O = b.dimensions()[1];
   if (b.dimensions()[0] != n) return ffi::Error::InvalidArgument("kws matmul_tn: row counts differ");
   const float* ap = a.typed_data();
   const float* bp = b.typed_data();
   float* op = out->typed_data();
-  const int64_t units = std::max<int64_t>(1, (n + TN_CHUNK_ROWS - 1) / TN_CHUNK_ROWS);
-  if (units == 1) {
+  const int64_t units = units_of(n, TN_CHUNK_ROWS);
+  if (units <= 1) {
     tn_unit(ap, bp, op, 0, n, I, O);
     return ffi::Error::Success();
   }
   std::vector<float> partial(static_cast<size_t>(units * I * O));
-  parallel_for(pool, units, [&](int64_t u) {
-    tn_unit(ap, bp, partial.data() + u * I * O, u * TN_CHUNK_ROWS, std::min(n, (u + 1) * TN_CHUNK_ROWS), I, O);
+  for_row_units(pool, n, TN_CHUNK_ROWS, [&](int64_t u, int64_t r0, int64_t r1) {
+    tn_unit(ap, bp, partial.data() + u * I * O, r0, r1, I, O);
   });
-  std::copy(partial.begin(), partial.begin() + I * O, op);
-  for (int64_t u = 1; u < units; ++u) {
-    const float* src = partial.data() + u * I * O;
-    for (int64_t t = 0; t < I * O; ++t) op[t] += src[t];
-  }
+  sum_units(partial, units, I * O, op);
   return ffi::Error::Success();
 }
 
+
 }  // namespace
 
+// XLA's binding of each handler: its thread pool, the buffers in order, then the attributes. (A Binding cannot
+// be passed to a helper: its move constructor is private.)
 XLA_FFI_DEFINE_HANDLER_SYMBOL(KwsDwFwd, DwFwd,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Arg<In>()
+                                  .Arg<In>()
+                                  .Ret<In>()
                                   .Attr<int64_t>("sh")
                                   .Attr<int64_t>("sw")
                                   .Attr<int64_t>("pad_top")
@@ -474,11 +489,11 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(KwsDwFwd, DwFwd,
 XLA_FFI_DEFINE_HANDLER_SYMBOL(KwsDwBwd, DwBwd,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Arg<In>()
+                                  .Arg<In>()
+                                  .Arg<In>()
+                                  .Ret<In>()
+                                  .Ret<In>()
                                   .Attr<int64_t>("sh")
                                   .Attr<int64_t>("sw")
                                   .Attr<int64_t>("pad_top")
@@ -487,33 +502,33 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(KwsDwBwd, DwBwd,
 XLA_FFI_DEFINE_HANDLER_SYMBOL(KwsBnFwd, BnFwd,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Arg<In>()
+                                  .Arg<In>()
+                                  .Arg<In>()
+                                  .Ret<In>()
+                                  .Ret<In>()
+                                  .Ret<In>()
                                   .Attr<float>("eps")
                                   .Attr<int64_t>("act"));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(KwsBnBwd, BnBwd,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Arg<In>()
+                                  .Arg<In>()
+                                  .Arg<In>()
+                                  .Arg<In>()
+                                  .Arg<In>()
+                                  .Arg<In>()
+                                  .Ret<In>()
+                                  .Ret<In>()
+                                  .Ret<In>()
                                   .Attr<float>("eps")
                                   .Attr<int64_t>("act"));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(KwsMatmulTn, MatmulTn,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>());
+                                  .Arg<In>()
+                                  .Arg<In>()
+                                  .Ret<In>());
