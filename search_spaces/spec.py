@@ -270,6 +270,28 @@ class ArchSpec:
     def with_frontend(self, frontend: FrontEndConfig) -> ArchSpec:
         return dataclasses.replace(self, frontend=frontend)
 
+    def widened(self, factor: float) -> ArchSpec:
+        """Every body layer's width (filters, units; a low rank in proportion) times ``factor``, rounded, at
+        least 1: the uniform width multiplier of MobileNet. Equal widths stay equal, so residual blocks stay
+        legal; a space snaps the result to its own grid (`SearchSpace.params_of` with ``snap=True``)."""
+        if not (isinstance(factor, int | float) and factor > 0):
+            raise SpecError(f"{self.name}: a width factor must be > 0, got {factor!r}")
+
+        def times(n: int) -> int:
+            return max(1, round(n * factor))
+
+        def scaled(layer: Layer) -> Layer:
+            if isinstance(layer, Conv):
+                return dataclasses.replace(layer, filters=times(layer.filters))
+            if isinstance(layer, DSConv | Dense):
+                width = times(layer.filters if isinstance(layer, DSConv) else layer.units)
+                rank = None if layer.rank is None else times(layer.rank)
+                return dataclasses.replace(layer, **{"filters" if isinstance(layer, DSConv) else "units": width},
+                                           rank=rank)
+            return layer
+
+        return dataclasses.replace(self, name=f"{self.name}-x{factor:g}", layers=tuple(map(scaled, self.layers)))
+
     # --- JSON -------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         d = {

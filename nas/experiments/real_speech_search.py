@@ -9,7 +9,8 @@ For every *target* preset (DS-CNN-S, MicroNet-KWS-S by default):
 1. its budgets are its own flash, RAM and latency measured on the board (an untrained int8 build, the way
    every trial is measured; trained, it measures the same);
 2. the search arm looks for "the best model that fits": one objective (validation error), those budgets
-   as hard constraints, the evolution sampler warm-started with the presets that fit, the static filter,
+   as hard constraints, the evolution sampler warm-started with the space's presets and the target (those
+   that fit, and each one's copy widened or narrowed to the budgets, `nas.study.seeds`), the static filter,
    successive halving from ``min_epochs`` to ``search_epochs``; for the targets in ``controls`` a control
    arm runs the previous default with the same budgets and time (TPE over four objectives, no seeds, no
    filter, ``control_epochs`` per trial). Each arm gets ``search_minutes`` of wall-clock time on
@@ -72,6 +73,7 @@ class RealSearchConfig(FinalSetting):
     picks: int = 3  # per arm: the best trials by search validation, each retrained with every final seed
     final_seeds: tuple[int, ...] = (0, 1, 2)
     final_epochs: int = 40
+    scale_seeds: bool = True  # the search arm also starts from its seeds' copies scaled to the budgets
 
     def __post_init__(self) -> None:
         if len(self.spaces) != len(self.targets):
@@ -96,6 +98,7 @@ class RealSearchConfig(FinalSetting):
                       trials=None, time_limit_s=60.0 * self.search_minutes, storage=None)
         if arm == "search":
             return SearchConfig(**common, objectives=("error",), sampler=self.sampler, warm_start=True,
+                                seed_archs=(target,), scale_seeds=self.scale_seeds,
                                 static_filter=True, train=TrainBudget(epochs=self.search_epochs,
                                                                       min_epochs=self.min_epochs,
                                                                       reduction_factor=self.reduction_factor))

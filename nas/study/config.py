@@ -104,6 +104,7 @@ class SearchConfig:
     sampler: str = "tpe"
     warm_start: bool = True  # queue the space's presets that fit the budgets as the first trials
     seed_archs: tuple[str, ...] = ()  # more first trials: preset names or spec .json files (nas search --seed-arch)
+    scale_seeds: bool = True  # with budgets, also queue each seed's widest copy that fits (`nas.study.seeds`)
     static_filter: bool = True  # candidates the free static estimates put over a budget are never measured
     trials: int | None = 20
     time_limit_s: float | None = None

@@ -9,6 +9,7 @@ best so far, which never age out; a parent is the fittest of ``tournament`` memb
 child is the parent changed by one *morphism* on its parameters:
 
 - ``resize``: a width (any integer parameter but a count) one or two grid steps up or down;
+- ``scale``: every width times the same factor (MobileNet's width multiplier), snapped to its grid;
 - ``switch``: a categorical choice (a kernel, a stride, a residual, a downsampling) set to another value;
 - ``insert`` / ``remove``: a block duplicated in place (without its downsampling) or dropped, in spaces
   whose blocks are parameters ``<letter><i>_<name>`` counted by an ``n_<...>`` parameter;
@@ -53,6 +54,8 @@ TOURNAMENT = 5
 # best few by their first-rung accuracy therefore stay eligible as parents (single-objective studies).
 ELITE = 5
 INIT = 4  # evaluated trials (seeds count) before children are bred rather than drawn at random
+# ``scale`` factors: about one 8-channel grid step at 64 channels, both ways (7/8 undoes 8/7 up to rounding).
+SCALE_STEPS = (0.875, 1.0 / 0.875)
 MAX_DRAWS = 400  # candidates drawn per trial before giving up on the filter (then: an unfiltered random sample)
 MAX_PARENTS = 8  # tournaments per trial: each parent gets MAX_DRAWS / MAX_PARENTS tries at a child that fits
 
@@ -155,6 +158,8 @@ def mutate(params: dict[str, Any], dists: dict[str, BaseDistribution],
     cats = [k for k, d in dists.items() if isinstance(d, CategoricalDistribution) and len(d.choices) > 1]
     if ints:
         moves += ["resize"] * 3  # widths are most of a network's cost: the most frequent move
+    if len(ints) > 1:
+        moves += ["scale"]  # every width at once: the whole network one step bigger or smaller
     if cats:
         moves += ["switch"] * 2
     if count is not None:
@@ -170,6 +175,12 @@ def mutate(params: dict[str, Any], dists: dict[str, BaseDistribution],
         delta = int(rng.choice([-2, -1, 1, 2])) * d.step
         child[k] = int(min(max(params[k] + delta, d.low), d.high))
         return (child, f"resize {k} {params[k]}->{child[k]}") if child[k] != params[k] else None
+    if move == "scale":
+        factor = float(rng.choice(SCALE_STEPS))
+        for k in ints:
+            d = dists[k]
+            child[k] = int(min(max(d.low + d.step * round((params[k] * factor - d.low) / d.step), d.low), d.high))
+        return (child, f"scale every width x{factor:g}") if child != params else None
     if move == "switch":
         k = cats[int(rng.integers(len(cats)))]
         others = [c for c in dists[k].choices if c != params[k]]

@@ -39,7 +39,10 @@ def test_every_morphism_gives_a_valid_neighbour() -> None:
         spec, full, _ = decode(space, child, rng)  # the space builds every child (it never raises)
         assert spec.digest() != get_preset("ds-cnn-s").digest(), how
         seen.setdefault(how.split()[0], (child, full, spec))
-    assert set(seen) == {"resize", "switch", "insert", "remove"}  # its four blocks are alike: nothing to move
+    assert set(seen) == {"resize", "scale", "switch", "insert", "remove"}  # four alike blocks: nothing to move
+    child, full, spec = seen["scale"]  # every width, stem included, one grid step up (72) or down (56)
+    widths = [layer.filters for layer in spec.layers[:-1]]
+    assert len(set(widths)) == 1 and widths[0] in (56, 72)
     child, full, spec = seen["insert"]
     assert full["n_blocks"] == 5 and len(spec.layers) == 7 and all(not full.get(f"b{i}_downsample") for i in range(5))
     child, full, spec = seen["remove"]

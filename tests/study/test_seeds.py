@@ -36,7 +36,7 @@ def test_exactly_the_fitting_presets_are_queued_once(tmp_path: Path) -> None:
     space = get_space("ds-cnn")
     m = _measure(space.sample(optuna.trial.FixedTrial(space.params_of(get_preset("ds-cnn-m"), snap=True))))
     # DS-CNN-M (snapped to the space's grid) fits with one byte to spare; DS-CNN-L does not
-    cfg = _cfg(budgets={k: m[k] + 1 for k in ("flash_bytes", "ram_bytes", "latency_ms")})
+    cfg = _cfg(budgets={k: m[k] + 1 for k in ("flash_bytes", "ram_bytes", "latency_ms")}, scale_seeds=False)
     study = optuna.create_study()
     outcomes = {o.source: o for o in queue_seeds(study, cfg, space, _measure)}
     assert _queued(study) == ["ds-cnn-s", "ds-cnn-m"]
@@ -45,9 +45,54 @@ def test_exactly_the_fitting_presets_are_queued_once(tmp_path: Path) -> None:
     again = queue_seeds(study, cfg, space, _measure)  # a resumed search queues nothing twice
     assert _queued(study) == ["ds-cnn-s", "ds-cnn-m"] and all(not o.queued for o in again)
     # one byte less flash than DS-CNN-M's: the measurement refuses it even where the static check cannot
-    tight = _cfg(budgets={**cfg.budgets, "flash_bytes": m["flash_bytes"] - 1})
+    tight = cfg.replace(budgets={**cfg.budgets, "flash_bytes": m["flash_bytes"] - 1})
     assert _queued_fresh(tight, space) == ["ds-cnn-s"]
     assert _queued_fresh(_cfg(warm_start=False), space) == []
+
+
+def _figures(study: optuna.Study, space) -> dict[str, tuple]:
+    """Per queued seed: (widths of its layers, its measured figures)."""
+    out = {}
+    for t in study.get_trials(states=(optuna.trial.TrialState.WAITING,)):
+        spec = space.sample(optuna.trial.FixedTrial(t.system_attrs["fixed_params"]))
+        out[t.user_attrs[SEED_ATTR]] = ([layer.filters for layer in spec.layers[:-1]], _measure(spec))
+    return out
+
+
+def test_seeds_are_scaled_to_fill_a_larger_budget_or_fit_a_smaller_one() -> None:
+    """A search for MicroNet-KWS-S's budgets starts from DS-CNN-S widened and DS-CNN-M/L narrowed to them: the
+    widest width multiplier that fits, and nothing over a budget."""
+    space = get_space("ds-cnn")
+    fig = _measure(get_preset("micronet-kws-s"))
+    budgets = {k: fig[k] for k in ("flash_bytes", "ram_bytes", "latency_ms")}
+    study = optuna.create_study()
+    outcomes = queue_seeds(study, _cfg(budgets=budgets), space, _measure)
+    queued = _figures(study, space)
+    assert list(queued) == ["ds-cnn-s", "ds-cnn-s x1.75", "ds-cnn-m x0.625", "ds-cnn-l x0.25"]
+    assert queued["ds-cnn-s x1.75"][0] == [112] * 5  # 64 x 1.75: every width scaled alike
+    for widths, figures in queued.values():
+        assert all(figures[k] <= v for k, v in budgets.items())
+    # the widest: the next multiplier up breaks a budget
+    wider = _measure(space.sample(optuna.trial.FixedTrial(space.params_of(get_preset("ds-cnn-s").widened(2.0),
+                                                                          snap=True))))
+    assert any(wider[k] > v for k, v in budgets.items())
+    assert any(o.source == "ds-cnn-m" and "over a budget" in o.note for o in outcomes)
+    # at DS-CNN-S's own budgets nothing wider fits and no narrower DS-CNN-M/L does either (their 2x1 stems
+    # double the activations): only DS-CNN-S itself is queued
+    own = _measure(get_preset("ds-cnn-s"))
+    assert _queued_fresh(_cfg(budgets={k: own[k] for k in budgets}), space) == ["ds-cnn-s"]
+    assert _queued_fresh(_cfg(budgets=budgets, scale_seeds=False), space) == ["ds-cnn-s"]
+
+
+def test_widened_keeps_residual_blocks_legal() -> None:
+    spec = get_preset("ds-cnn-s")
+    space = get_space("ds-cnn")
+    res = space.sample(optuna.trial.FixedTrial({**space.params_of(spec), "b1_residual": True}))
+    wide = res.widened(1.5)
+    assert [getattr(layer, "filters", None) for layer in wide.layers] == [96, 96, 96, 96, 96, None]
+    assert wide.layers[2].residual
+    with pytest.raises(ValueError, match="width factor"):
+        spec.widened(0)
 
 
 def _queued_fresh(cfg: SearchConfig, space) -> list[str]:
