@@ -100,7 +100,7 @@ def fill_bias_quantization(g: Int8Graph) -> tuple[Tensor, ...]:
 
 _N_INPUTS = {
     OpKind.CONV_2D: (2, 3), OpKind.DEPTHWISE_CONV_2D: (2, 3), OpKind.FULLY_CONNECTED: (2, 3),
-    OpKind.ADD: (2, 2),
+    OpKind.ADD: (2, 2), OpKind.MUL: (2, 2),
 }
 
 
@@ -172,7 +172,7 @@ def _infer_shape(g: Int8Graph, k: int, op: Op) -> tuple[int, ...]:
         if o.keep_dims:
             return tuple(1 if i in axes else d for i, d in enumerate(x.shape))
         return tuple(d for i, d in enumerate(x.shape) if i not in axes)
-    if kind == OpKind.ADD:
+    if kind in (OpKind.ADD, OpKind.MUL):
         try:
             return tuple(np.broadcast_shapes(x.shape, T[op.inputs[1]].shape))
         except ValueError:
@@ -239,7 +239,7 @@ def _check_op(g: Int8Graph, k: int, op: Op) -> None:
                 raise _fail(k, op, f"per-channel weights must be quantized along axis {axis}, got {wq.axis}")
             if (wq.is_per_channel or op.kind != OpKind.FULLY_CONNECTED) and any(z != 0 for z in wq.zero_point):
                 raise _fail(k, op, "weights must be symmetric (zero point 0)")
-    elif op.kind == OpKind.ADD:
+    elif op.kind in (OpKind.ADD, OpKind.MUL):
         if T[op.inputs[1]].dtype != x.dtype:
             raise _fail(k, op, "both inputs must have the same dtype")
     if is_float:
@@ -263,6 +263,8 @@ def _check_int8_params(g: Int8Graph, k: int, op: Op) -> None:
         op_params.fc_params(g, op)
     elif kind == OpKind.ADD:
         op_params.add_params(g, op)
+    elif kind == OpKind.MUL:
+        op_params.mul_params(g, op)
     elif kind == OpKind.SOFTMAX:
         op_params.softmax_params(g, op)
     elif kind in (OpKind.AVERAGE_POOL_2D, OpKind.MAX_POOL_2D):

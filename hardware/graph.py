@@ -38,6 +38,7 @@ from hardware.graph_types import (
     FullyConnectedOptions,
     GraphError,
     MeanOptions,
+    MulOptions,
     NoOptions,
     Op,
     OpKind,
@@ -53,7 +54,7 @@ from hardware.graph_types import (
 
 __all__ = [
     "Activation", "AddOptions", "Conv2DOptions", "DType", "DepthwiseConv2DOptions",
-    "FullyConnectedOptions", "GraphError", "Int8Graph", "MeanOptions", "NoOptions", "Op", "OpKind",
+    "FullyConnectedOptions", "GraphError", "Int8Graph", "MeanOptions", "MulOptions", "NoOptions", "Op", "OpKind",
     "PadOptions", "Padding", "Pool2DOptions", "Quantization", "ReshapeOptions", "SoftmaxOptions",
     "Tensor", "canonical_bias_quantization",
 ]

@@ -20,6 +20,7 @@ __all__ = [
     "FullyConnectedOptions",
     "GraphError",
     "MeanOptions",
+    "MulOptions",
     "NoOptions",
     "Op",
     "OpKind",
@@ -73,6 +74,7 @@ class OpKind(StrEnum):
     MAX_POOL_2D = "MAX_POOL_2D"
     MEAN = "MEAN"
     ADD = "ADD"
+    MUL = "MUL"
     RESHAPE = "RESHAPE"
     SOFTMAX = "SOFTMAX"
     PAD = "PAD"
@@ -264,6 +266,14 @@ class AddOptions:
 
 
 @dataclass(frozen=True)
+class MulOptions:
+    activation: Activation = Activation.NONE
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "activation", Activation(self.activation))
+
+
+@dataclass(frozen=True)
 class ReshapeOptions:
     new_shape: tuple[int, ...] = ()           # may hold one -1
 
@@ -293,7 +303,7 @@ class NoOptions:
 
 
 OpOptions = (Conv2DOptions | DepthwiseConv2DOptions | FullyConnectedOptions | Pool2DOptions | MeanOptions
-             | AddOptions | ReshapeOptions | SoftmaxOptions | PadOptions | NoOptions)
+             | AddOptions | MulOptions | ReshapeOptions | SoftmaxOptions | PadOptions | NoOptions)
 
 OPTIONS_TYPE: dict[OpKind, type] = {
     OpKind.CONV_2D: Conv2DOptions,
@@ -303,6 +313,7 @@ OPTIONS_TYPE: dict[OpKind, type] = {
     OpKind.MAX_POOL_2D: Pool2DOptions,
     OpKind.MEAN: MeanOptions,
     OpKind.ADD: AddOptions,
+    OpKind.MUL: MulOptions,
     OpKind.RESHAPE: ReshapeOptions,
     OpKind.SOFTMAX: SoftmaxOptions,
     OpKind.PAD: PadOptions,

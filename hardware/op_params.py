@@ -188,6 +188,32 @@ def add_params(graph: Int8Graph, op: Op) -> AddParams:
 
 
 @dataclass(frozen=True)
+class MulParams:
+    """TFLM int8 MUL: the product of the offset inputs, rescaled once by in1_scale * in2_scale / out_scale
+    (``MultiplyByQuantizedMultiplier``, which takes multipliers above 1 too)."""
+
+    input1_offset: int
+    input2_offset: int
+    output_offset: int
+    output_multiplier: int
+    output_shift: int
+    act_min: int
+    act_max: int
+
+
+def mul_params(graph: Int8Graph, op: Op) -> MulParams:
+    a, b, y = (graph.tensors[i] for i in (*op.inputs[:2], op.outputs[0]))
+    if y.dtype != DType.INT8:
+        raise GraphError(f"MUL: {y.dtype.value} output is not supported (int8 only)")
+    # TFLM forms the real multiplier in double from the float32 scales, in this order
+    real = float(a.quantization.scale[0]) * float(b.quantization.scale[0]) / float(y.quantization.scale[0])
+    mult, shift = quantize_multiplier(real)
+    lo, hi = activation_range(op.options.activation, y.quantization, y.dtype)
+    return MulParams(-a.quantization.zero_point[0], -b.quantization.zero_point[0], y.quantization.zero_point[0],
+                     mult, shift, int(lo), int(hi))
+
+
+@dataclass(frozen=True)
 class MeanParams:
     """TFLM int8 MEAN: the sum's rescale folds 1/n into the multiplier (``QuantizedMeanOrSum``)."""
 

@@ -308,6 +308,17 @@ def _add(graph: Int8Graph, op: Op, env) -> np.ndarray:
     return np.clip(y, p.act_min, p.act_max).astype(np.int8)
 
 
+def _mul(graph: Int8Graph, op: Op, env) -> np.ndarray:
+    out_t = graph.tensors[op.outputs[0]]
+    a, b = (_broadcastable(env[i], len(out_t.shape)) for i in op.inputs)
+    if out_t.dtype == DType.FLOAT32:
+        return _float_act(a.astype(np.float64) * b.astype(np.float64), graph, op)
+    p = op_params.mul_params(graph, op)
+    prod = (a.astype(np.int64) + p.input1_offset) * (b.astype(np.int64) + p.input2_offset)  # |.| < 2^16
+    y = fx.multiply_by_quantized_multiplier(prod, p.output_multiplier, p.output_shift) + p.output_offset
+    return np.clip(y, p.act_min, p.act_max).astype(np.int8)
+
+
 def _softmax(graph: Int8Graph, op: Op, env) -> np.ndarray:
     x = env[op.inputs[0]]
     if x.dtype == np.float32:
@@ -377,6 +388,7 @@ _KERNELS = {
     OpKind.MAX_POOL_2D: _pool,
     OpKind.MEAN: _mean,
     OpKind.ADD: _add,
+    OpKind.MUL: _mul,
     OpKind.RESHAPE: _reshape,
     OpKind.SOFTMAX: _softmax,
     OpKind.PAD: _pad,

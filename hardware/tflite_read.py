@@ -27,6 +27,7 @@ from hardware.graph import (
     GraphError,
     Int8Graph,
     MeanOptions,
+    MulOptions,
     NoOptions,
     Op,
     OpKind,
@@ -317,6 +318,8 @@ class _Reader:
             return Pool2DOptions((s(tb, 12, 0), s(tb, 10, 0)), (s(tb, 8, 0), s(tb, 6, 0)), padding(tb), act(14))
         if kind == OpKind.ADD:
             return AddOptions(act(4))
+        if kind == OpKind.MUL:
+            return MulOptions(act(4))
         if kind == OpKind.SOFTMAX:
             return SoftmaxOptions(need().scalar(4, "f", 0.0))
         if kind == OpKind.MEAN:

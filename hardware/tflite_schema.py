@@ -53,6 +53,7 @@ OP_CODES: dict[OpKind, tuple[int, int]] = {
     OpKind.MAX_POOL_2D: (_OPS.MAX_POOL_2D, _OPTS.Pool2DOptions),
     OpKind.MEAN: (_OPS.MEAN, _OPTS.ReducerOptions),
     OpKind.ADD: (_OPS.ADD, _OPTS.AddOptions),
+    OpKind.MUL: (_OPS.MUL, _OPTS.MulOptions),
     OpKind.RESHAPE: (_OPS.RESHAPE, _OPTS.ReshapeOptions),
     OpKind.SOFTMAX: (_OPS.SOFTMAX, _OPTS.SoftmaxOptions),
     OpKind.PAD: (_OPS.PAD, _OPTS.PadOptions),
@@ -65,7 +66,7 @@ KIND_OF_CODE: dict[int, OpKind] = {code: kind for kind, (code, _) in OP_CODES.it
 # TFLM ignores versions; LiteRT only needs a version its resolver registers.
 INT8_OP_VERSION: dict[OpKind, int] = {
     OpKind.CONV_2D: 3, OpKind.DEPTHWISE_CONV_2D: 3, OpKind.FULLY_CONNECTED: 4, OpKind.AVERAGE_POOL_2D: 2,
-    OpKind.MAX_POOL_2D: 2, OpKind.MEAN: 2, OpKind.ADD: 2, OpKind.RESHAPE: 1, OpKind.SOFTMAX: 2,
+    OpKind.MAX_POOL_2D: 2, OpKind.MEAN: 2, OpKind.ADD: 2, OpKind.MUL: 2, OpKind.RESHAPE: 1, OpKind.SOFTMAX: 2,
     OpKind.PAD: 2, OpKind.QUANTIZE: 2, OpKind.DEQUANTIZE: 2,
 }
 

@@ -275,6 +275,10 @@ class _Writer:
             tflite.AddOptionsStart(b)
             tflite.AddOptionsAddFusedActivationFunction(b, ACTIVATION_CODES[o.activation])
             return tflite.AddOptionsEnd(b)
+        if k == OpKind.MUL:
+            tflite.MulOptionsStart(b)
+            tflite.MulOptionsAddFusedActivationFunction(b, ACTIVATION_CODES[o.activation])
+            return tflite.MulOptionsEnd(b)
         if k == OpKind.MEAN:
             tflite.ReducerOptionsStart(b)
             tflite.ReducerOptionsAddKeepDims(b, o.keep_dims)

@@ -35,6 +35,8 @@ class DSCNNSpace(SpaceBase):
       ever runs over a dimension of 1 (with SAME padding the map can never empty);
     - ``b{i}_residual``, suggested only for stride-1 blocks: a residual block keeps its input width
       (no ``b{i}_width``), which makes the skip always legal; otherwise ``b{i}_width``;
+    - with ``attention=True``, ``b{i}_se``: a squeeze-and-excitation gate on the block's depthwise output
+      (`DSConv.se`, squeeze width `se_width` of its input channels);
     - with ``low_rank=True``, ``b{i}_rank`` (full / 1/4 / 1/8 of min(in, out)): the block's 1x1 convolution
       as a projection and an expansion (`DSConv.rank`).
 
@@ -64,7 +66,8 @@ class DSCNNSpace(SpaceBase):
             if not residual:
                 width = trial.suggest_int(f"b{i}_width", WIDTH_MIN, WIDTH_MAX, step=WIDTH_STEP)
             rank = self._rank(trial, f"b{i}_rank", in_width, width)
-            layers.append(DSConv(width, kernel, stride, residual=residual, rank=rank))
+            se = self._se(trial, f"b{i}_se", in_width)
+            layers.append(DSConv(width, kernel, stride, residual=residual, rank=rank, se=se))
         layers.append(GlobalAvgPool())
         return self._spec(frontend, tuple(layers))
 
@@ -107,5 +110,8 @@ class DSCNNSpace(SpaceBase):
             rank = self._rank_param(where, b.rank, in_width, b.filters)
             if rank is not None:
                 p[f"b{i}_rank"] = rank
+            se = self._se_param(where, b.se, in_width)
+            if se is not None:
+                p[f"b{i}_se"] = se
             in_width = b.filters
         return p

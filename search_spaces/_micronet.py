@@ -29,7 +29,8 @@ class MicroNetSpace(SpaceBase):
     1 (so the map is 25×5 for the Hello Edge 49×10 input), global average pool, the classifier. ReLU6
     everywhere, as in the ML-zoo models. DNAS searched per-layer width and depth; so does this space:
 
-    - ``stem_width``; ``n_blocks`` in [1, 9]; ``b{i}_width`` per block; widths multiples of 4 in [16, 276].
+    - ``stem_width``; ``n_blocks`` in [1, 9]; ``b{i}_width`` per block; widths multiples of 4 in [16, 276];
+    - with ``attention=True``, ``b{i}_se``: a squeeze-and-excitation gate on the block's depthwise output.
 
     MicroNet-KWS-S (84; 112, 84, 84, 84, 196), -M (140; 140, 140, 140, 112, 196) and -L (276; 248, 276,
     276, 248, 248, 248, 248) all lie in this space.
@@ -42,9 +43,12 @@ class MicroNetSpace(SpaceBase):
         frontend = self._frontend(trial)
         stem = trial.suggest_int("stem_width", WIDTH_MIN, WIDTH_MAX, step=WIDTH_STEP)
         layers: list[Layer] = [Conv(stem, (10, 4), (1, 1), activation=ACTIVATION)]
+        in_width = stem
         for i in range(trial.suggest_int("n_blocks", MIN_BLOCKS, MAX_BLOCKS)):
             width = trial.suggest_int(f"b{i}_width", WIDTH_MIN, WIDTH_MAX, step=WIDTH_STEP)
-            layers.append(DSConv(width, (3, 3), (2, 2) if i == 0 else (1, 1), activation=ACTIVATION))
+            se = self._se(trial, f"b{i}_se", in_width)
+            layers.append(DSConv(width, (3, 3), (2, 2) if i == 0 else (1, 1), activation=ACTIVATION, se=se))
+            in_width = width
         layers.append(GlobalAvgPool())
         return self._spec(frontend, tuple(layers))
 
@@ -62,9 +66,14 @@ class MicroNetSpace(SpaceBase):
                f"{spec.name}: {len(blocks)} layers between stem and pool, the space has {MIN_BLOCKS}..{MAX_BLOCKS} "
                "DS blocks")
         p["n_blocks"] = len(blocks)
+        in_width = stem.filters
         for i, b in enumerate(blocks):
-            expect(b == DSConv(b.filters, (3, 3), (2, 2) if i == 0 else (1, 1), activation=ACTIVATION),
+            se = self._se_param(f"{spec.name}: block {i}", b.se, in_width)
+            if se is not None:
+                p[f"b{i}_se"] = se
+            expect(b == DSConv(b.filters, (3, 3), (2, 2) if i == 0 else (1, 1), activation=ACTIVATION, se=b.se),
                    f"{spec.name}: block {i} must be a 3x3 {ACTIVATION} DS block with stride {'2' if i == 0 else '1'}")
             p[f"b{i}_width"] = snap_int(f"{spec.name}: block {i} width", b.filters, WIDTH_MIN, WIDTH_MAX, WIDTH_STEP,
                                         snap)
+            in_width = b.filters
         return p

@@ -6,13 +6,14 @@ re-exported by the package; `search_spaces.get_space` builds one by name.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from search_spaces.frontend import FrontEndConfig, get_frontend
 from search_spaces.presets import family_presets
-from search_spaces.spec import ArchSpec, Layer, rank_for
+from search_spaces.spec import ArchSpec, DSConv, Layer, rank_for
 
 if TYPE_CHECKING:  # optuna is only needed for the type: spaces call nothing but trial.suggest_*
     import optuna
@@ -118,17 +119,18 @@ class SpaceBase:
     default_frontend: str = "hello-edge"
 
     def __init__(self, num_classes: int = 12, frontend: str | FrontEndConfig | None = None,
-                 tune_frontend: bool = False, low_rank: bool = False) -> None:
+                 tune_frontend: bool = False, low_rank: bool = False, attention: bool = False) -> None:
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
             raise ValueError(f"{self.name}: num_classes must be an integer >= 2, got {num_classes!r}")
         self.num_classes = num_classes
         self.frontend = resolve_frontend(frontend if frontend is not None else self.default_frontend)
         self.tune_frontend = bool(tune_frontend)
         self.low_rank = bool(low_rank)  # spaces with 1x1 convolutions or dense layers: a rank per layer
+        self.attention = bool(attention)  # spaces of DS blocks: a squeeze-and-excitation gate per block
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(num_classes={self.num_classes}, frontend={self.frontend.name!r}, "
-                f"tune_frontend={self.tune_frontend}, low_rank={self.low_rank})")
+                f"tune_frontend={self.tune_frontend}, low_rank={self.low_rank}, attention={self.attention})")
 
     def _rank(self, trial: optuna.trial.BaseTrial, name: str, n_in: int, n_out: int) -> int | None:
         """With ``low_rank``: the layer's rank from the categorical ``name`` (a fraction of min(in, out));
@@ -147,6 +149,22 @@ class SpaceBase:
             if rank_of(choice, n_in, n_out) == rank:
                 return choice
         raise NotInSpace(f"{where}: rank {rank} is none of {RANK_CHOICES} of min({n_in}, {n_out})")
+
+    def _se(self, trial: optuna.trial.BaseTrial, name: str, channels: int) -> int | None:
+        """With ``attention``: the block's squeeze width (`se_width`) when the boolean ``name`` says so."""
+        if not self.attention:
+            return None
+        return se_width(channels) if trial.suggest_categorical(name, (False, True)) else None
+
+    def _se_param(self, where: str, se: int | None, channels: int) -> bool | None:
+        """The value `_se` turns into ``se`` (None: the space has no gate parameter)."""
+        if not self.attention:
+            expect(se is None, f"{where}: a squeeze-and-excitation gate, and the space searches none "
+                               "(attention=False)")
+            return None
+        expect(se in (None, se_width(channels)), f"{where}: squeeze width {se}, the space's is "
+                                                 f"{se_width(channels)} for {channels} channels")
+        return se is not None
 
     def _frontend(self, trial: optuna.trial.BaseTrial) -> FrontEndConfig:
         return sample_frontend(trial, self.frontend) if self.tune_frontend else self.frontend
@@ -186,6 +204,26 @@ class SpaceBase:
 # projection and the expansion together cost as much as the full layer (n*n/2 + n/2*n); 1/4 and 1/8 save
 # half and three quarters of it.
 RANK_CHOICES = ("full", "1/4", "1/8")
+
+
+# Squeeze-and-excitation width: a quarter of the channels (Hu et al.'s reduction 4, MobileNetV3's too) rounded to
+# a multiple of 8 (the dense kernels' unrolled lanes), at least 8.
+SE_REDUCTION, SE_STEP = 4, 8
+
+
+def se_width(channels: int) -> int:
+    """The squeeze width of a gate over ``channels`` channels (see ``SE_REDUCTION``)."""
+    return max(SE_STEP, SE_STEP * round(channels / SE_REDUCTION / SE_STEP))
+
+
+def gated_spec(spec: ArchSpec) -> ArchSpec:
+    """``spec`` with a squeeze-and-excitation gate (`se_width` of its input channels) in every DS block."""
+    channels = [shape[-1] for shape in (spec.input_shape, *spec.shapes())]
+    layers = tuple(dataclasses.replace(layer, se=se_width(channels[i])) if isinstance(layer, DSConv) else layer
+                   for i, layer in enumerate(spec.layers))
+    if layers == spec.layers:
+        raise ValueError(f"{spec.name}: no depthwise-separable block to gate")
+    return dataclasses.replace(spec, name=f"{spec.name}-se", layers=layers)
 
 
 def rank_of(choice: str, n_in: int, n_out: int) -> int | None:

@@ -7,7 +7,10 @@ is computed over that sequence:
   weight layer is one op with int8 weights and an int32 bias (``params`` = weights + biases);
 - a `DSConv` block lowers to DEPTHWISE_CONV_2D then a 1×1 CONV_2D, plus an ADD when it is residual; with
   a ``rank`` the 1×1 CONV_2D is two: a projection to ``rank`` channels (no activation) and the expansion
-  (a low-rank `Dense` likewise becomes two FULLY_CONNECTED);
+  (a low-rank `Dense` likewise becomes two FULLY_CONNECTED); with ``se`` a squeeze-and-excitation gate sits
+  between them: AVERAGE_POOL_2D over the map, RESHAPE, FULLY_CONNECTED to ``se`` units, FULLY_CONNECTED back
+  (hard sigmoid as ReLU6 of z + 3, its 1/6 folded into the next 1×1 weights), RESHAPE, and a broadcasting
+  MUL of the depthwise output by the gate;
 - `GlobalAvgPool` is an AVERAGE_POOL_2D over the whole map; `Flatten` is a RESHAPE, which aliases its
   input (no new tensor); `Dropout` is nothing at inference;
 - ``macs`` counts the multiply-accumulates of weight layers (conv, depthwise, dense) over every output
@@ -158,6 +161,12 @@ def _lower_layer(low: _Lowering, i: int, layer: Layer, x: int, in_shape: Shape, 
         cin, (oh, ow, cout) = in_shape[2], out_shape
         dw = low.op(i, f"dwconv {_hw(layer.kernel)}/{_hw(layer.stride)}", [x], (oh, ow, cin),
                     weights=kh * kw * cin, biases=cin, macs=oh * ow * cin * kh * kw)
+        if layer.se is not None:  # squeeze and excitation: a per-channel gate on the depthwise output
+            s = layer.se
+            pooled = low.alias(i, "reshape", low.op(i, f"avgpool {oh}x{ow} (squeeze)", [dw], (1, 1, cin)), (cin,))
+            squeezed = low.op(i, f"dense (squeeze to {s})", [pooled], (s,), weights=cin * s, biases=s, macs=cin * s)
+            gate = low.op(i, "dense (excite)", [squeezed], (cin,), weights=s * cin, biases=cin, macs=s * cin)
+            dw = low.op(i, "mul (gate)", [dw, low.alias(i, "reshape", gate, (1, 1, cin))], (oh, ow, cin))
         if layer.rank is not None:  # low rank: a 1x1 projection to `rank` channels, then the 1x1 expansion
             r = layer.rank
             dw = low.op(i, f"conv 1x1/1x1 (rank {r})", [dw], (oh, ow, r), weights=cin * r, biases=r,

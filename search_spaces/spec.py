@@ -10,7 +10,8 @@ Layers (all frozen dataclasses, JSON ``{"kind": ..., ...}``):
 
 - `Conv`: a standard 2-D convolution (+ batch norm + activation). The input is (time, frequency, 1).
 - `DSConv`: a depthwise-separable block: depthwise k×k (+BN+act), pointwise 1×1 (+BN+act), with an
-  optional residual connection (stride 1, equal widths only).
+  optional residual connection (stride 1, equal widths only), an optional low-rank pointwise (``rank``) and
+  an optional squeeze-and-excitation gate between the two (``se``).
 - `Dense`: a fully-connected layer (+ optional BN + activation); needs a flat input.
 - `Flatten`, `GlobalAvgPool` (average over time and frequency), `AvgPool`, `MaxPool`, `Dropout`.
 
@@ -110,6 +111,10 @@ class DSConv:
     # Low rank (SVD-style): the 1x1 convolution as a rank-r projection then an expansion, cin*r + r*filters
     # weights instead of cin*filters; None: full rank (omitted from the JSON, so digests of older specs hold).
     rank: int | None = field(default=None, metadata={"omit_if_none": True})
+    # Squeeze-and-excitation (Hu et al. 2018, as MobileNetV3 places it): after the depthwise, the global mean
+    # of each channel -> dense to `se` units + ReLU -> dense back + hard sigmoid -> a per-channel gate that
+    # scales the depthwise output. None: no gate (omitted from the JSON, so older digests hold).
+    se: int | None = field(default=None, metadata={"omit_if_none": True})
     kind: ClassVar[str] = "ds"
 
     def __post_init__(self) -> None:
@@ -119,6 +124,8 @@ class DSConv:
         _check_choice(self, "padding", PADDINGS)
         _check_choice(self, "activation", ACTIVATIONS)
         _check_rank(self)
+        if self.se is not None:
+            _check_positive(self, "se")
 
 
 @dataclass(frozen=True)

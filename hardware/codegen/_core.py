@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from hardware.graph import DType, GraphError, Int8Graph, OpKind
 
 SUPPORTED = (OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED, OpKind.AVERAGE_POOL_2D,
-             OpKind.MAX_POOL_2D, OpKind.MEAN, OpKind.ADD, OpKind.RESHAPE, OpKind.SOFTMAX, OpKind.PAD)
+             OpKind.MAX_POOL_2D, OpKind.MEAN, OpKind.ADD, OpKind.MUL, OpKind.RESHAPE, OpKind.SOFTMAX, OpKind.PAD)
 
 
 @dataclass(frozen=True)

@@ -345,11 +345,11 @@ def _mean(graph: Int8Graph, k: int, op: Op, variant: str) -> Lowered:
     return Lowered(op.kind, (op.inputs[0],), op.outputs[0], f"kws_mean({{in0}}, {{out}}, {args});", kernel="mean")
 
 
-def _add(graph: Int8Graph, k: int, op: Op, variant: str) -> Lowered:
+def _broadcast_4d(graph: Int8Graph, k: int, op: Op) -> tuple[tuple[int, ...], list[int]]:
+    """An elementwise op's output dims as 4-D and both inputs' element strides (0 where broadcast)."""
     y = graph.tensors[op.outputs[0]]
     if len(y.shape) > 4:
-        raise GraphError(f"op {k} (ADD): rank {len(y.shape)} > 4 is not supported")
-    pr = op_params.add_params(graph, op)
+        raise GraphError(f"op {k} ({op.kind.value}): rank {len(y.shape)} > 4 is not supported")
     out4 = (1,) * (4 - len(y.shape)) + y.shape
     strides = []
     for t in op.inputs[:2]:
@@ -357,12 +357,30 @@ def _add(graph: Int8Graph, k: int, op: Op, variant: str) -> Lowered:
         s4 = (1,) * (4 - len(s)) + s
         st = np.cumprod((1,) + s4[:0:-1])[::-1]          # row-major element strides
         strides += [int(st[i]) if s4[i] > 1 else 0 for i in range(4)]
+    return out4, strides
+
+
+def _add(graph: Int8Graph, k: int, op: Op, variant: str) -> Lowered:
+    y = graph.tensors[op.outputs[0]]
+    out4, strides = _broadcast_4d(graph, k, op)
+    pr = op_params.add_params(graph, op)
     args = _args(*out4, *strides, pr.left_shift, pr.input1_offset, pr.input1_multiplier, pr.input1_shift,
                  pr.input2_offset, pr.input2_multiplier, pr.input2_shift, pr.output_offset, pr.output_multiplier,
                  pr.output_shift, pr.act_min, pr.act_max)
     stream = _inplace.elementwise_stream(y.shape, [graph.tensors[t].shape for t in op.inputs[:2]], reversible=False)
     call = f"kws_add({{in0}}, {{in1}}, {{out}}, {args}, {{rev}});"
     return Lowered(op.kind, tuple(op.inputs[:2]), op.outputs[0], call, [], 0, stream, kernel="add")
+
+
+def _mul(graph: Int8Graph, k: int, op: Op, variant: str) -> Lowered:
+    y = graph.tensors[op.outputs[0]]
+    out4, strides = _broadcast_4d(graph, k, op)
+    pr = op_params.mul_params(graph, op)
+    args = _args(*out4, *strides, pr.input1_offset, pr.input2_offset, pr.output_offset, pr.output_multiplier,
+                 pr.output_shift, pr.act_min, pr.act_max)
+    stream = _inplace.elementwise_stream(y.shape, [graph.tensors[t].shape for t in op.inputs[:2]], reversible=False)
+    call = f"kws_mul({{in0}}, {{in1}}, {{out}}, {args}, {{rev}});"
+    return Lowered(op.kind, tuple(op.inputs[:2]), op.outputs[0], call, [], 0, stream, kernel="mul")
 
 
 def _softmax(graph: Int8Graph, k: int, op: Op, variant: str) -> Lowered:
@@ -401,6 +419,7 @@ _LOWER = {
     OpKind.MAX_POOL_2D: _pool,
     OpKind.MEAN: _mean,
     OpKind.ADD: _add,
+    OpKind.MUL: _mul,
     OpKind.SOFTMAX: _softmax,
     OpKind.PAD: _pad,
     OpKind.RESHAPE: _reshape,

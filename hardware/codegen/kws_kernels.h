@@ -190,6 +190,30 @@ KWS_KERNEL void kws_add(const int8_t *a, const int8_t *bb, int8_t *out, int d0, 
     }
 }
 
+/* MUL with broadcasting (TFLM's int8 MUL): the product of the offset inputs (|.| < 2^16), rescaled once.
+ * Dims and strides as in kws_add; the squeeze-and-excitation gate is a [C] vector over an [H, W, C] map. */
+KWS_KERNEL void kws_mul(const int8_t *a, const int8_t *bb, int8_t *out, int d0, int d1, int d2, int d3, int sa0,
+                        int sa1, int sa2, int sa3, int sb0, int sb1, int sb2, int sb3, int32_t a_off, int32_t b_off,
+                        int32_t out_off, int32_t mult, int32_t shift, int32_t lo, int32_t hi, int rev)
+{
+    for (int i0 = 0; i0 < d0; i0++) {
+        const int j0 = KWS_IDX(i0, d0, rev);
+        for (int i1 = 0; i1 < d1; i1++) {
+            const int j1 = KWS_IDX(i1, d1, rev);
+            for (int i2 = 0; i2 < d2; i2++) {
+                const int j2 = KWS_IDX(i2, d2, rev);
+                for (int i3 = 0; i3 < d3; i3++) {
+                    const int j3 = KWS_IDX(i3, d3, rev);
+                    const int32_t x = a[j0 * sa0 + j1 * sa1 + j2 * sa2 + j3 * sa3] + a_off;
+                    const int32_t z = bb[j0 * sb0 + j1 * sb1 + j2 * sb2 + j3 * sb3] + b_off;
+                    const int32_t y = kws_mbqm(x * z, mult, shift) + out_off;
+                    out[((j0 * d1 + j1) * d2 + j2) * d3 + j3] = (int8_t)kws_clamp32(y, lo, hi);
+                }
+            }
+        }
+    }
+}
+
 /* SOFTMAX over rows of `depth`: exp of -(row max - x), scaled by TFLM's input multiplier and left
  * shift into Q5.26 (kws_softmax_exp, per element); differences beyond `lim` count as exp = 0 and
  * give -128. Each row is read twice, then written element by element, each element read just before

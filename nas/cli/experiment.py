@@ -62,13 +62,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.set_defaults(handler=_real_speech_search)
 
     t = verbs.add_parser("seed-techniques", help="the seed survey's techniques as options, on real speech: "
-                         "knowledge distillation (students trained plain and distilled, 3 seeds, paired verdict)")
+                         "knowledge distillation (students trained plain and distilled, 3 seeds, paired verdict), "
+                         "low-rank layers and squeeze-and-excitation against their base networks")
     t.add_argument("config", nargs="?", type=Path, help="an experiment .toml (default: built-in defaults, the "
                    "same as experiments/seed/seed-techniques.toml)")
     _final_setting_arguments(t)
     t.add_argument("--teachers", help="comma list of presets or spec .json files, trained first")
     t.add_argument("--students", help="comma list of presets or spec .json files")
     t.add_argument("--seeds", help="comma list of training seeds (default 0,1,2)")
+    t.add_argument("--variants", help="comma list of BASE+se / BASE+rank=F, each trained beside its base (\"\": "
+                   "none; default: ds-cnn-s+se and DS-CNN-M, DNN-L at ranks 1/4 and 1/8)")
     t.add_argument("--epochs", type=int)
     t.add_argument("--workers", type=int)
     t.add_argument("--out", type=Path, help="results folder (default: results/<name>)")
@@ -131,6 +134,7 @@ def _seed_techniques(args: argparse.Namespace) -> int:
     seeds = _split(args.seeds)
     cfg = load_techniques_config(args.config, **_final_setting(args), teachers=_split(args.teachers), students=_split(args.students),
                                  seeds=None if seeds is None else tuple(int(s) for s in seeds), epochs=args.epochs,
+                                 variants=None if args.variants is None else tuple(_split(args.variants) or ()),
                                  workers=args.workers)
     out = args.out or Path("results") / cfg.name
     result = run_seed_techniques(cfg, out)

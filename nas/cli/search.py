@@ -45,6 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="queue this architecture as one of the first trials (repeatable)")
     p.add_argument("--low-rank", dest="low_rank", action="store_true", default=None,
                    help="search a rank per 1x1 convolution / dense layer too (full, 1/4, 1/8; ds-cnn and dnn)")
+    p.add_argument("--attention", dest="attention", action="store_true", default=None,
+                   help="search a squeeze-and-excitation gate per DS block too (ds-cnn and micronet)")
     p.add_argument("--no-warm-start", dest="warm_start", action="store_false", default=None,
                    help="do not queue the space's presets that fit the budgets as the first trials")
     p.add_argument("--no-scale-seeds", dest="scale_seeds", action="store_false", default=None,
@@ -135,7 +137,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
                        protocol=args.protocol, noise=args.noise, board=args.board, evaluator=args.evaluator, port=args.port, flash=args.flash,
                        objectives=objectives, budgets=_budgets(args.budget), budget_from=args.budget_from,
                        sampler=args.sampler, seed_archs=tuple(args.seed_archs) if args.seed_archs else None,
-                       warm_start=args.warm_start, scale_seeds=args.scale_seeds, static_filter=args.static_filter, low_rank=args.low_rank,
+                       warm_start=args.warm_start, scale_seeds=args.scale_seeds, static_filter=args.static_filter, low_rank=args.low_rank, attention=args.attention,
                        trials=args.trials, time_limit_s=args.time_limit_s, workers=args.workers, seed=args.seed,
                        storage=args.storage, train_epochs=args.train_epochs, train_time_s=args.train_time_s,
                        train_fraction=args.train_fraction, train_min_epochs=args.train_min_epochs,

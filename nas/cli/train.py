@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train one architecture (a preset name or a spec.json)")
     p.add_argument("--arch", required=True, help="a preset name (search_spaces.presets) or a spec .json file")
+    p.add_argument("--se", action="store_true", help="add a squeeze-and-excitation gate to every depthwise-"
+                   "separable block (a quarter of its channels wide; the spec in the checkpoint records it)")
     _training_arguments(p)
     p.set_defaults(handler=_train)
 
@@ -112,7 +114,15 @@ def _train(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     data = prepare_train_data(args.data, args.protocol, rule=args.split_rule, noise_dir=args.noise)
-    return _run_training(args, resolve_arch(args.arch).with_classes(data.num_classes), data, cfg)
+    spec = resolve_arch(args.arch).with_classes(data.num_classes)
+    if args.se:
+        from search_spaces.base import gated_spec
+
+        try:
+            spec = gated_spec(spec)
+        except ValueError as e:
+            raise UserError(f"--se: {e}") from None
+    return _run_training(args, spec, data, cfg)
 
 
 def _compress(args: argparse.Namespace) -> int:

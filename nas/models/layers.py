@@ -21,13 +21,17 @@ from search_spaces.spec import AvgPool, Conv, Dense, DSConv, MaxPool
 
 BN_MOMENTUM = 0.9  # running = 0.9 running + 0.1 batch (PyTorch's default): short search trainings need fresh stats
 BN_EPSILON = 1e-3  # TensorFlow's default, so folded weights match what TF-trained reference models do
+# The squeeze-and-excitation gate is MobileNetV3's hard sigmoid, relu6(z + 3) / 6: in int8 the excite layer is a
+# FULLY_CONNECTED with a fused ReLU6 (bias + 3), and the 1/6 goes into the next 1x1 convolution's weights, so
+# the gate needs no LOGISTIC op and the float and int8 graphs compute the same function.
+HARD_SIGMOID_OFFSET, HARD_SIGMOID_RANGE = 3.0, 6.0
 
 
 @dataclass(frozen=True)
 class FoldedOp:
     """One deployed float op: what the int8 quantizer and the exporters consume."""
 
-    op: str  # conv | depthwise | dense | add | avgpool | maxpool | mean | reshape
+    op: str  # conv | depthwise | dense | add | se | avgpool | maxpool | mean | reshape
     weights: np.ndarray | None = None
     bias: np.ndarray | None = None
     stride: tuple[int, int] = (1, 1)
@@ -103,11 +107,21 @@ class DSBlock(nnx.Module):
         self.pw_in = None if spec.rank is None else _glorot(rngs, (in_channels, spec.rank), in_channels, spec.rank)
         self.pw = _glorot(rngs, (pw_in, spec.filters), pw_in, spec.filters)
         self.pw_bn = BatchNorm(spec.filters)
+        if spec.se is not None:  # squeeze [C, se] + bias, excite [se, C] + bias
+            self.se_in = _glorot(rngs, (in_channels, spec.se), in_channels, spec.se)
+            self.se_in_bias = nnx.Param(jnp.zeros((spec.se,), jnp.float32))
+            self.se_out = _glorot(rngs, (spec.se, in_channels), spec.se, in_channels)
+            self.se_out_bias = nnx.Param(jnp.zeros((in_channels,), jnp.float32))
 
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         act = self.spec.activation
         y = ops.depthwise_conv(x, self.dw[...], self.spec.stride, self.spec.padding)
         y = self.dw_bn.with_activation(y, train, act)
+        if self.spec.se is not None:
+            s = jax.nn.relu(ops.matmul(jnp.mean(y, axis=(1, 2)), self.se_in[...]) + self.se_in_bias[...])
+            z = ops.matmul(s, self.se_out[...]) + self.se_out_bias[...]
+            gate = jnp.clip(z + HARD_SIGMOID_OFFSET, 0.0, HARD_SIGMOID_RANGE) / HARD_SIGMOID_RANGE
+            y = y * gate[:, None, None, :]
         if self.pw_in is not None:
             y = ops.pointwise_conv(y, self.pw_in[...])
         y = self.pw_bn.with_activation(ops.pointwise_conv(y, self.pw[...]), train, act)
@@ -119,15 +133,30 @@ class DSBlock(nnx.Module):
         dw = (np.asarray(self.dw[...]) * dm)[None]  # [1, kh, kw, C]
         pw = (np.asarray(self.pw[...]) * pm).T[:, None, None, :]  # [O, 1, 1, I]
         out = [FoldedOp("depthwise", dw, do, self.spec.stride, self.spec.padding, self.spec.activation)]
+        first = 1.0  # the next 1x1's weights take the hard sigmoid's 1/6 (the int8 gate is relu6(z + 3))
+        if self.spec.se is not None:
+            out.append(se_op(np.asarray(self.se_in[...]).T, np.asarray(self.se_in_bias[...]),
+                             np.asarray(self.se_out[...]).T, np.asarray(self.se_out_bias[...])))
+            first = 1.0 / HARD_SIGMOID_RANGE
         if self.pw_in is not None:
-            proj = np.asarray(self.pw_in[...]).T[:, None, None, :]  # [r, 1, 1, I]
+            proj = np.asarray(self.pw_in[...]).T[:, None, None, :] * first  # [r, 1, 1, I]
             out.append(FoldedOp("conv", proj, np.zeros(proj.shape[0], np.float32), (1, 1), "valid", "none"))
+            first = 1.0
+        pw = pw * first
         out += [
             FoldedOp("conv", pw, po, (1, 1), "valid", self.spec.activation),
         ]
         if self.spec.residual:
             out.append(FoldedOp("add", extra={"skip": "block_input"}))
         return out
+
+
+def se_op(squeeze_w: np.ndarray, squeeze_b: np.ndarray, excite_w: np.ndarray, excite_b: np.ndarray) -> FoldedOp:
+    """The folded squeeze-and-excitation gate (weights [out, in]): the excite bias carries the hard sigmoid's +3,
+    so the deployed gate is relu6(excite(relu(squeeze(mean)))), 6x the trained one (see `HARD_SIGMOID_RANGE`)."""
+    return FoldedOp("se", extra={"squeeze": (squeeze_w.astype(np.float32), squeeze_b.astype(np.float32)),
+                                 "excite": (excite_w.astype(np.float32),
+                                            (excite_b + HARD_SIGMOID_OFFSET).astype(np.float32))})
 
 
 class DenseLayer(nnx.Module):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nas.models.layers import BN_EPSILON, FoldedOp
+from nas.models.layers import BN_EPSILON, HARD_SIGMOID_RANGE, FoldedOp, se_op
 from search_spaces import spec as S
 
 
@@ -47,12 +47,29 @@ def probe_folded(spec: S.ArchSpec, seed: int = 0) -> list[FoldedOp]:
         elif isinstance(layer, S.DSConv):
             kh, kw = layer.kernel
             dw = _glorot(rng, (1, kh, kw, cin), kh * kw, kh * kw) * bn
-            pw = _glorot(rng, (layer.filters, 1, 1, cin), cin, layer.filters) * bn
             ops.append(FoldedOp("depthwise", dw, _bias(rng, cin), layer.stride, layer.padding, layer.activation))
+            first = np.float32(1.0)
+            if layer.se is not None:
+                s = layer.se
+                ops.append(se_op(_glorot(rng, (s, cin), cin, s), _bias(rng, s), _glorot(rng, (cin, s), s, cin),
+                                 _bias(rng, cin)))
+                first = np.float32(1.0 / HARD_SIGMOID_RANGE)
+            pw_in = cin
+            if layer.rank is not None:  # the projection: no batch norm, no bias, no activation
+                r = pw_in = layer.rank
+                ops.append(FoldedOp("conv", _glorot(rng, (r, 1, 1, cin), cin, r) * first, np.zeros(r, np.float32),
+                                    (1, 1), "valid", "none"))
+                first = np.float32(1.0)
+            pw = _glorot(rng, (layer.filters, 1, 1, pw_in), pw_in, layer.filters) * bn * first
             ops.append(FoldedOp("conv", pw, _bias(rng, layer.filters), (1, 1), "valid", layer.activation))
             if layer.residual:
                 ops.append(FoldedOp("add", extra={"skip": "block_input"}))
         elif isinstance(layer, S.Dense):
+            if layer.rank is not None:  # the projection: no bias, no activation
+                r = layer.rank
+                ops.append(FoldedOp("dense", _glorot(rng, (r, cin), cin, r), np.zeros(r, np.float32),
+                                    activation="none"))
+                cin = r
             w = _glorot(rng, (layer.units, cin), cin, layer.units)
             ops.append(FoldedOp("dense", w * bn if layer.batch_norm else w, _bias(rng, layer.units),
                                 activation=layer.activation))

@@ -60,7 +60,8 @@ def graph_plan(fg: Int8Graph) -> Plan:
     for i in order[:-1]:
         op = fg.ops[i]
         o = op.options
-        if op.kind not in (*WEIGHTED_OPS, OpKind.AVERAGE_POOL_2D, OpKind.MAX_POOL_2D, OpKind.RESHAPE, OpKind.ADD):
+        if op.kind not in (*WEIGHTED_OPS, OpKind.AVERAGE_POOL_2D, OpKind.MAX_POOL_2D, OpKind.RESHAPE, OpKind.ADD,
+                           OpKind.MUL):
             raise ValueError(f"op {i}: {op.kind} is not interpreted")
         if op.kind in (OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D) and o.dilation != (1, 1):
             raise ValueError(f"op {i}: dilated convolution is not interpreted")
@@ -168,6 +169,8 @@ def forward(plan: Plan, params: Params, features: jax.Array, grid: Grid | None =
             y = snap(out, ops.activation(y + params[str(i)]["b"], _ACT[o.activation]))
         elif op.kind == OpKind.ADD:
             y = snap(out, ops.activation(x + env[op.inputs[1]], _ACT[o.activation]))
+        elif op.kind == OpKind.MUL:  # a squeeze-and-excitation gate: [B, 1, 1, C] broadcast over the map
+            y = snap(out, ops.activation(x * env[op.inputs[1]], _ACT[o.activation]))
         elif op.kind == OpKind.AVERAGE_POOL_2D:
             y = snap(out, ops.pool2d(x, o.filter_size, o.stride, "avg"))  # out shares its input's grid
         elif op.kind == OpKind.MAX_POOL_2D:

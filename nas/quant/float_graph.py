@@ -5,7 +5,8 @@ the TFLite graph a converter would: input ``[1, frames, coeffs, 1]`` (the front 
 first), CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED with fused ReLU/ReLU6, AVERAGE_POOL_2D /
 MAX_POOL_2D, global average pooling as a full-window AVERAGE_POOL_2D + RESHAPE (what Arm's DS-CNN
 models use; the int8 kernel needs no requantization), RESHAPE for flatten, ADD for residuals, and a
-final SOFTMAX. This float graph is both the float `.tflite` and the skeleton the int8 quantizer fills.
+final SOFTMAX; a squeeze-and-excitation gate is AVERAGE_POOL_2D + RESHAPE + FULLY_CONNECTED (ReLU) +
+FULLY_CONNECTED (ReLU6) + RESHAPE to [1, 1, 1, C] and a broadcasting MUL of the map by it. This float graph is both the float `.tflite` and the skeleton the int8 quantizer fills.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from hardware.graph import (
     DType,
     FullyConnectedOptions,
     Int8Graph,
+    MulOptions,
     Op,
     OpKind,
     Padding,
@@ -74,6 +76,17 @@ class _Builder:
         opts = Conv2DOptions(f.stride, _PAD[f.padding], act)
         return self.op(OpKind.CONV_2D, (x, wt, b), (n, oh, ow, f.weights.shape[0]), opts)
 
+    def squeeze_excite(self, f: FoldedOp, x: int) -> int:
+        """The map ``x`` times its gate relu6(excite(relu(squeeze(mean(x))))) (see `nas.models.layers.se_op`)."""
+        n, h, w, c = self.shape(x)
+        pooled = self.op(OpKind.AVERAGE_POOL_2D, (x,), (n, 1, 1, c), Pool2DOptions((h, w), (h, w), Padding.VALID))
+        s = self.op(OpKind.RESHAPE, (pooled,), (1, c), ReshapeOptions((-1, c)))
+        for name, act in (("squeeze", "relu"), ("excite", "relu6")):
+            weights, bias = f.extra[name]
+            s = self.weighted(FoldedOp("dense", weights, bias, activation=act), s)
+        gate = self.op(OpKind.RESHAPE, (s,), (1, 1, 1, c), ReshapeOptions((1, 1, 1, c)))
+        return self.op(OpKind.MUL, (x, gate), (n, h, w, c), MulOptions())
+
     def flatten(self, x: int) -> int:
         size = int(np.prod(self.shape(x)))
         return self.op(OpKind.RESHAPE, (x,), (1, size), ReshapeOptions((-1, size)))  # -1: batchable in LiteRT
@@ -91,6 +104,8 @@ def float_graph(spec: ArchSpec, folded: Sequence[FoldedOp], metadata: dict[str, 
             block_input = x
         if f.op in ("conv", "depthwise", "dense"):
             x = b.weighted(f, x)
+        elif f.op == "se":
+            x = b.squeeze_excite(f, x)
         elif f.op == "add":
             if block_input is None or b.shape(block_input) != b.shape(x):
                 raise ValueError(f"{spec.name}: a residual ADD without a matching block input")

@@ -31,6 +31,7 @@ from nas.config_files import build, read_settings
 from nas.study.objectives import BUDGET_KEYS, OBJECTIVES
 
 SAMPLERS = ("tpe", "evolution", "nsga2", "nsga3", "gp", "random")
+ATTENTION_SPACES = ("ds-cnn", "micronet")  # the spaces of DS blocks, which take a squeeze-and-excitation gate
 LOW_RANK_SPACES = ("ds-cnn", "dnn")  # the spaces whose layers take a rank (search_spaces.base.RANK_CHOICES)
 
 
@@ -91,6 +92,7 @@ class SearchConfig:
     frontend: str | None = None  # base front-end preset (None: the space's own)
     tune_frontend: bool = False  # make MFCC count / window / stride search dimensions
     low_rank: bool = False  # a rank per 1x1 convolution / dense layer as a search dimension (ds-cnn, dnn)
+    attention: bool = False  # a squeeze-and-excitation gate per DS block as a search dimension (ds-cnn, micronet)
     board: str = "mps2-an386"
     evaluator: str = "emulator"
     port: str | None = None  # pyserial URL for evaluator = "serial"
@@ -144,6 +146,9 @@ class SearchConfig:
                              "'error' objective")
         if self.time_limit_s is not None and not self.time_limit_s > 0:
             raise ValueError(f"the time limit must be positive seconds, got {self.time_limit_s}")
+        if self.attention and self.space not in ATTENTION_SPACES:
+            raise ValueError(f"attention: the {self.space!r} space has no squeeze-and-excitation dimension (spaces "
+                             f"with one: {', '.join(ATTENTION_SPACES)})")
         if self.low_rank and self.space not in LOW_RANK_SPACES:
             raise ValueError(f"low_rank: the {self.space!r} space has no rank dimension (spaces with one: "
                              f"{', '.join(LOW_RANK_SPACES)})")

@@ -92,6 +92,8 @@ def make_space(cfg: SearchConfig) -> Any:
     kwargs: dict[str, Any] = {"frontend": cfg.frontend} if cfg.frontend else {}
     if cfg.low_rank:
         kwargs["low_rank"] = True
+    if cfg.attention:
+        kwargs["attention"] = True
     return get_space(cfg.space, num_classes=cfg.label_protocol().num_classes,
                      tune_frontend=cfg.tune_frontend, **kwargs)
 

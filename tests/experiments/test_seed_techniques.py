@@ -18,7 +18,7 @@ def test_seed_techniques_small(tmp_path: Path, tiny_corpus: Path, monkeypatch: p
     monkeypatch.chdir(tmp_path)
     args = ["experiment", "seed-techniques", "--data", str(tiny_corpus), "--split-rule", "hash", "--noise", "",
             "--evaluator", "analytic", "--teachers", "dnn-s", "--students", "dnn-s", "--seeds", "0,1",
-            "--epochs", "1", "--workers", "1", "--out", "results/st"]
+            "--epochs", "1", "--workers", "1", "--variants", "dnn-s+rank=0.25", "--out", "results/st"]
     assert nas_main(args) == 0
     table = json.loads(Path("results/st/table.json").read_text())
     teacher = table["teachers"]["teacher-dnn-s"]
@@ -34,7 +34,16 @@ def test_seed_techniques_small(tmp_path: Path, tiny_corpus: Path, monkeypatch: p
     assert meta["config"].teachers == (teacher["checkpoint"],) and meta["config"].distill_weight == 0.5
     _, _, plain = load_checkpoint("results/st/models/dnn-s-s0/checkpoint")
     assert plain["config"].teachers == ()
-    assert "| dnn-s |" in Path("results/st/table.md").read_text()
+    # the variant beside its base, trained alike; its layers at a quarter rank, so fewer parameters and instructions
+    (variant,) = table["variants"]
+    base, changed = variant["base"], variant["changed"]
+    assert variant["variant"] == "dnn-s+rank=0.25" and len(changed["int8_test_by_seed"]) == 2
+    assert base["int8_test_by_seed"] == row["plain"]["int8_test_by_seed"]  # the student's plain runs, reused
+    assert changed["params"] < base["params"] and changed["instructions"] < base["instructions"]
+    low, high = variant["interval_points"]
+    assert low <= variant["difference_points"] <= high
+    md = Path("results/st/table.md").read_text()
+    assert "| dnn-s |" in md and "| dnn-s+rank=0.25 | low rank, 0.25 of min(in, out) |" in md
     t0 = time.perf_counter()
     assert nas_main(args) == 0  # every training cached: nothing runs again
     assert time.perf_counter() - t0 < 30
@@ -47,3 +56,5 @@ def test_seed_techniques_names_a_missing_student_spec(tmp_path: Path, capsys: py
     assert nas_main(["experiment", "seed-techniques", "--students", str(tmp_path / "nope.json"),
                      "--out", str(tmp_path)]) == 2
     assert "nope.json" in capsys.readouterr().err
+    assert nas_main(["experiment", "seed-techniques", "--variants", "ds-cnn-s+wide", "--out", str(tmp_path)]) == 2
+    assert "ds-cnn-s+wide" in capsys.readouterr().err

@@ -235,11 +235,11 @@ def test_random_graphs_cover_every_op_and_order():
             seen.update(f"{k}:{o}" for k, o, p in zip(gm.kernels, gm.op_orders, gm.op_in_place, strict=True) if p)
     for kind in OpKind:
         assert seen[kind] > 0, kind
-    for kernel in ("conv", "conv_dsp", "dwconv", "fc", "fc_dsp", "pool", "mean", "add", "softmax", "pad"):
+    for kernel in ("conv", "conv_dsp", "dwconv", "fc", "fc_dsp", "pool", "mean", "add", "mul", "softmax", "pad"):
         assert seen[kernel] > 0, kernel
     for kernel in ("conv", "conv_dsp", "dwconv", "pool", "pad"):
         assert seen[f"{kernel}:fwd"] > 0 and seen[f"{kernel}:rev"] > 0, kernel
-    assert seen["add:fwd"] > 0 and seen["softmax:fwd"] > 0
+    assert seen["add:fwd"] > 0 and seen["mul:fwd"] > 0 and seen["softmax:fwd"] > 0
 
 
 # ---- in-place planning ----

@@ -1,4 +1,4 @@
-"""Every preset, quantized, runs bit-exact with the golden reference: as generated C on the host (both
+"""Every preset (and a gated DS-CNN-S), quantized, runs bit-exact with the golden reference: as generated C on the host (both
 kernel variants) and in the firmware on all four emulated boards (the DSP variant where the core has it)."""
 
 from __future__ import annotations
@@ -12,21 +12,23 @@ from hardware.codegen.host import HostModel
 from hardware.tflite_io import write_tflite
 from nas.quant.float_graph import float_graph
 from nas.quant.ptq import calibrate, quantize_graph
+from search_spaces.base import gated_spec
 from search_spaces.presets import PRESET_NAMES, get_preset
 from tests.helpers.models import random_features, randomised_model
 
 EMULATED = ("mps2-an385", "mps2-an386", "mps2-an500", "mps2-an505")
 
 
-def _int8(name: str):
-    spec = get_preset(name)
+def _int8(spec):
     fg = float_graph(spec, randomised_model(spec, 7).folded())
     return quantize_graph(fg, calibrate(fg, random_features(spec, 32, 5)))
 
 
 @pytest.fixture(scope="module")
 def graphs():
-    return {name: _int8(name) for name in PRESET_NAMES}
+    # every preset, and DS-CNN-S with a squeeze-and-excitation gate in every block (the broadcasting MUL)
+    specs = {name: get_preset(name) for name in PRESET_NAMES} | {"ds-cnn-s-se": gated_spec(get_preset("ds-cnn-s"))}
+    return {name: _int8(spec) for name, spec in specs.items()}
 
 
 @pytest.mark.parametrize("variant", ["plain", "dsp"])

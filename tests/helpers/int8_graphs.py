@@ -20,6 +20,7 @@ from hardware.graph import (
     FullyConnectedOptions,
     Int8Graph,
     MeanOptions,
+    MulOptions,
     NoOptions,
     Op,
     OpKind,
@@ -102,6 +103,12 @@ class GraphBuilder:
               float_consts: list[np.ndarray | None] | None = None) -> int:
         float_y = self._float_run(kind, [self.shadow[i] for i in ins], float_consts or [], options, out_shape)
         q = out_q or self._calibrated(float_y, act)
+        if out_q is None and kind == OpKind.ADD and not self._legal_add(ins, q):
+            jitter, self.jitter = self.jitter, 0.0  # a detuned output TFLM's ADD cannot rescale to: calibrate it
+            q, self.jitter = self._calibrated(float_y, act), jitter
+            if not self._legal_add(ins, q):  # inputs of huge range summing to ~0: the smallest legal scale
+                sa, sb = (float(self.tensors[i].quantization.scale[0]) for i in ins)
+                q = Quantization.per_tensor(2.0 * max(sa, sb) / (1 << 20) * 1.001, q.zero_point[0])
         idx = list(ins)
         for c in consts:
             if c is not None:
@@ -110,6 +117,11 @@ class GraphBuilder:
         self.ops.append(Op(kind, tuple(idx), (y,), options))
         self.shadow[y] = self._dequant(float_y, q)
         return y
+
+    def _legal_add(self, ins: list[int], q: Quantization) -> bool:
+        """Whether TFLM's ADD can rescale inputs ``ins`` to an output quantized as ``q`` (multipliers below 1)."""
+        sa, sb = (float(self.tensors[i].quantization.scale[0]) for i in ins)
+        return 2.0 * max(sa, sb) / ((1 << 20) * float(q.scale[0])) < 1.0
 
     def shape(self, x: int) -> tuple[int, ...]:
         return self.tensors[x].shape
@@ -200,6 +212,10 @@ class GraphBuilder:
         out = tuple(np.broadcast_shapes(self.shape(a), self.shape(b)))
         return self._emit(OpKind.ADD, [a, b], [], AddOptions(act), out, act=act)
 
+    def mul(self, a, b, act=Activation.NONE) -> int:
+        out = tuple(np.broadcast_shapes(self.shape(a), self.shape(b)))
+        return self._emit(OpKind.MUL, [a, b], [], MulOptions(act), out, act=act)
+
     def reshape(self, x, new_shape) -> int:
         size = int(np.prod(self.shape(x)))
         resolved = list(new_shape)
@@ -261,7 +277,7 @@ def random_graph(rng: np.random.Generator) -> Int8Graph:
 
     for _ in range(int(rng.integers(2, 8))):
         _, hh, ww, cc = b.shape(x)
-        choice = rng.choice(["conv", "dw", "avg", "max", "add", "pad", "conv"])
+        choice = rng.choice(["conv", "dw", "avg", "max", "add", "pad", "conv", "mul"])
         act, pad = acts[rng.integers(3)], pads[rng.integers(2)]
         stride = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
         if hh < 2 or ww < 2:
@@ -283,6 +299,14 @@ def random_graph(rng: np.random.Generator) -> Int8Graph:
             if rng.random() < 0.3:
                 other = b.mean(other, (1, 2), keep_dims=True)  # broadcast over H and W
             x = b.add(x, other, act) if rng.random() < 0.5 else b.add(other, x, act)
+        elif choice == "mul":  # a squeeze-and-excitation gate ([1, 1, 1, C] or a flat [1, C]), or two maps
+            if rng.random() < 0.4:
+                gate = b.fc(b.mean(x, (1, 2)), cc, acts[rng.integers(3)], spread=float(rng.uniform(0, 2)))
+            else:
+                gate = b.conv(x, cc, (1, 1), act=acts[rng.integers(3)], spread=float(rng.uniform(0, 2)))
+                if rng.random() < 0.5:
+                    gate = b.mean(gate, (1, 2), keep_dims=True)
+            x = b.mul(x, gate, act) if rng.random() < 0.5 else b.mul(gate, x, act)
         else:
             x = b.pad(x, ((0, 0), (int(rng.integers(0, 3)), int(rng.integers(0, 3))),
                           (int(rng.integers(0, 3)), int(rng.integers(0, 3))), (0, 0)))

@@ -19,7 +19,9 @@ def check_build_and_one_step(spec: ArchSpec, batch: int = 4, seed: int = 0) -> f
     """Build ``spec``, check logits shape and the deployed parameter count against `estimate`, run one
     training step on random audio; return the (finite) loss."""
     model = build_model(spec, seed=seed)
-    deployed = sum(op.weights.size + op.bias.size for op in model.folded() if op.weights is not None)
+    folded = model.folded()
+    deployed = sum(op.weights.size + op.bias.size for op in folded if op.weights is not None)
+    deployed += sum(w.size + b.size for op in folded if op.op == "se" for w, b in op.extra.values())
     assert deployed == estimate(spec).params, spec.name
     logits = model(jnp.zeros((2, *spec.frontend.feature_shape)))
     assert logits.shape == (2, spec.num_classes), spec.name

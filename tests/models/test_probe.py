@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import optuna
 import pytest
@@ -9,11 +11,15 @@ import pytest
 from nas.models import build_model
 from nas.models.probe import probe_folded
 from search_spaces import SPACES, get_preset, get_space
+from search_spaces.spec import Dense
 
 
 def _structure(ops) -> list[tuple]:
+    def extra(o) -> dict:  # a gate's weights by shape
+        return {k: tuple(np.shape(a) for a in v) if o.op == "se" else v for k, v in o.extra.items()}
+
     return [(o.op, None if o.weights is None else o.weights.shape, None if o.bias is None else o.bias.shape,
-             o.stride, o.padding, o.activation, o.size, o.extra) for o in ops]
+             o.stride, o.padding, o.activation, o.size, extra(o)) for o in ops]
 
 
 def _specs():
@@ -26,6 +32,14 @@ def _specs():
     residual = get_space("ds-cnn").params_of(get_preset("ds-cnn-s"))
     residual["b1_residual"] = True
     out.append(get_space("ds-cnn").sample(optuna.trial.FixedTrial(residual)))
+    # low-rank 1x1 and dense layers, squeeze-and-excitation gates (with a low rank after one)
+    ds = get_preset("ds-cnn-s")
+    out.append(dataclasses.replace(ds, name="ds-cnn-s-options", layers=(
+        ds.layers[0], dataclasses.replace(ds.layers[1], se=16), dataclasses.replace(ds.layers[2], rank=8),
+        dataclasses.replace(ds.layers[3], se=8, rank=16), *ds.layers[4:])))
+    dnn = get_preset("dnn-s")
+    out.append(dataclasses.replace(dnn, name="dnn-s-low-rank", layers=tuple(
+        dataclasses.replace(layer, rank=16) if isinstance(layer, Dense) else layer for layer in dnn.layers)))
     return out
 
 

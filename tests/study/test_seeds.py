@@ -70,7 +70,7 @@ def test_seeds_are_scaled_to_fill_a_larger_budget_or_fit_a_smaller_one() -> None
     queued = _figures(study, space)
     assert list(queued) == ["ds-cnn-s", "ds-cnn-s x1.75", "ds-cnn-m x0.625", "ds-cnn-l x0.25"]
     assert queued["ds-cnn-s x1.75"][0] == [112] * 5  # 64 x 1.75: every width scaled alike
-    for widths, figures in queued.values():
+    for _, figures in queued.values():
         assert all(figures[k] <= v for k, v in budgets.items())
     # the widest: the next multiplier up breaks a budget
     wider = _measure(space.sample(optuna.trial.FixedTrial(space.params_of(get_preset("ds-cnn-s").widened(2.0),
