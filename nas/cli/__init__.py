@@ -13,6 +13,7 @@ import sys
 from nas import __version__
 from nas.cli import arch as arch_cli
 from nas.cli import data as data_cli
+from nas.cli import enroll as enroll_cli
 from nas.cli import evaluate as evaluate_cli
 from nas.cli import experiment as experiment_cli
 from nas.cli import hardware as hardware_cli
@@ -22,7 +23,7 @@ from nas.cli import search as search_cli
 from nas.cli import train as train_cli
 from nas.cli.errors import UserError
 
-_VERBS = (data_cli, arch_cli, train_cli, quantize_cli, inspect_cli, evaluate_cli, search_cli, hardware_cli,
+_VERBS = (data_cli, arch_cli, train_cli, enroll_cli, quantize_cli, inspect_cli, evaluate_cli, search_cli, hardware_cli,
           experiment_cli)
 
 

@@ -72,6 +72,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--seeds", help="comma list of training seeds (default 0,1,2)")
     t.add_argument("--variants", help="comma list of BASE+se / BASE+rank=F, each trained beside its base (\"\": "
                    "none; default: ds-cnn-s+se and DS-CNN-M, DNN-L at ranks 1/4 and 1/8)")
+    t.add_argument("--few-shot-words", dest="few_shot_words", type=int,
+                   help="words to enrol in the few-shot rows (default 12; 0: none)")
+    t.add_argument("--few-shot-base", dest="few_shot_base", help="the few-shot base model (default ds-cnn-l)")
+    t.add_argument("--few-shot-draws", dest="few_shot_draws", type=int, help="enrolments per word and k (default 10)")
     t.add_argument("--epochs", type=int)
     t.add_argument("--workers", type=int)
     t.add_argument("--out", type=Path, help="results folder (default: results/<name>)")
@@ -135,6 +139,8 @@ def _seed_techniques(args: argparse.Namespace) -> int:
     cfg = load_techniques_config(args.config, **_final_setting(args), teachers=_split(args.teachers), students=_split(args.students),
                                  seeds=None if seeds is None else tuple(int(s) for s in seeds), epochs=args.epochs,
                                  variants=None if args.variants is None else tuple(_split(args.variants) or ()),
+                                 few_shot_words=args.few_shot_words, few_shot_base=args.few_shot_base,
+                                 few_shot_draws=args.few_shot_draws,
                                  workers=args.workers)
     out = args.out or Path("results") / cfg.name
     result = run_seed_techniques(cfg, out)

@@ -1,7 +1,7 @@
 """``nas experiment seed-techniques``: the seed survey's techniques as options, measured on real speech.
 
-Measured: **knowledge distillation**, **low-rank layers** and **squeeze-and-excitation attention**; few-shot
-keywords are not implemented yet.
+Measured: **knowledge distillation**, **low-rank layers**, **squeeze-and-excitation attention** and **few-shot
+keywords**.
 
 1. the teachers (presets, e.g. DS-CNN-L) are trained with the final recipe (`nas.experiments.retrain`);
 2. every student (a preset or a spec file) is trained with each seed twice under the same recipe: plain,
@@ -13,7 +13,9 @@ keywords are not implemented yet.
 4. every *variant* (``"PRESET+se"``: a gate in every DS block; ``"PRESET+rank=F"``: every 1x1 convolution and
    body dense layer at rank F of min(in, out)) and its base preset are trained from scratch alike with each
    seed; the table gives both accuracies, the paired interval of the difference, and both networks' flash,
-   RAM, latency and executed instructions on the board.
+   RAM, latency and executed instructions on the board;
+5. few-shot keywords: a base model trained on the 10 keywords only, and words it never heard enrolled from
+   k = 1, 5, 10 clips of training-split speakers, scored on the other speakers (`nas.experiments.few_shot`).
 
 Every training is a cached `FinalJob`: a stopped run resumes where it was, and independent trainings run
 two at a time.
@@ -52,6 +54,12 @@ class TechniquesConfig(FinalSetting):
     # architecture options against their base network, each trained from scratch: "BASE+se", "BASE+rank=F"
     variants: tuple[str, ...] = ("ds-cnn-s+se", "ds-cnn-m+rank=0.25", "ds-cnn-m+rank=0.125", "dnn-l+rank=0.25",
                                  "dnn-l+rank=0.125")
+    # few-shot keywords: the base (trained on the 10 keywords, seed teacher_seed), the enrolled words (the most
+    # frequent source words of _unknown_), k, and the random enrolments per word and k; few_shot_words = 0: none
+    few_shot_base: str = "ds-cnn-l"
+    few_shot_words: int = 12
+    few_shot_shots: tuple[int, ...] = (1, 5, 10)
+    few_shot_draws: int = 10
     workers: int = 2
 
     def __post_init__(self) -> None:
@@ -68,7 +76,7 @@ class TechniquesConfig(FinalSetting):
 
 def load_techniques_config(path: Path | str | None = None, **overrides: Any) -> TechniquesConfig:
     d = none_for_empty(read_settings(path, overrides))
-    return build(TechniquesConfig, tuples(d, ("teachers", "students", "seeds", "variants")), path)
+    return build(TechniquesConfig, tuples(d, ("teachers", "students", "seeds", "variants", "few_shot_shots")), path)
 
 
 def variant_specs(variant: str) -> tuple[ArchSpec, ArchSpec, str]:
@@ -94,6 +102,7 @@ class TechniquesResult:
     teachers: dict[str, dict[str, Any]] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)
     variants: list[dict[str, Any]] = field(default_factory=list)
+    few_shot: dict[str, Any] | None = None
     wall_time_s: float = 0.0
 
 
@@ -153,8 +162,33 @@ def run_seed_techniques(cfg: TechniquesConfig, out_dir: Path) -> TechniquesResul
         result.rows.append({"student": name, "plain": a, "distilled": b,
                             "difference_points": diff.mean_points, "interval_points": [diff.low_points, diff.high_points],
                             "step_cost_ratio": b["seconds_per_step"] / a["seconds_per_step"]})
+    if cfg.few_shot_words > 0:
+        result.few_shot = _few_shot(cfg, out_dir)
     result.wall_time_s = time.perf_counter() - t0
     return result
+
+
+def _few_shot(cfg: TechniquesConfig, out_dir: Path) -> dict[str, Any]:
+    from nas.experiments.few_shot import few_shot
+    from nas.study.candidate import hardware_figures, load_data, make_evaluator
+    from nas.study.config import SearchConfig
+
+    setting = dataclasses.replace(cfg, protocol="10").setting()  # the keywords only: no _unknown_ in training
+    spec = load_spec(cfg.few_shot_base)
+    job = FinalJob(f"few-shot-base-{spec.name}", spec.to_json(), cfg.teacher_seed, cfg.epochs,
+                   str(out_dir / "models" / f"few-shot-base-{spec.name}"), setting)
+    base = run_final_jobs([job], cfg.workers)[job.name, job.seed]
+    scfg = SearchConfig.from_dict(setting)
+    evaluator = make_evaluator(scfg)
+
+    def measure(tflite: bytes) -> dict[str, Any]:
+        fig = hardware_figures(evaluator.measure(tflite, cfg.board))
+        return {k: fig[k] for k in ("board", "flash_bytes", "ram_bytes", "latency_ms", "output_match")}
+
+    out = few_shot(Path(job.folder) / "checkpoint", load_data(scfg), cfg.few_shot_words, cfg.few_shot_shots,
+                   cfg.few_shot_draws, cfg.seed, out_dir / "models" / "few-shot-export", measure)
+    return {**out, "base_int8_test_accuracy": base["int8_test_accuracy"],
+            "base_figures": {k: base.get(k) for k in ("flash_bytes", "ram_bytes", "latency_ms")}}
 
 
 def _pct(x: float) -> str:
@@ -172,8 +206,7 @@ def render_markdown(result: TechniquesResult, command: str) -> str:
         f"only. Every model: {cfg.epochs} epochs, seeds {', '.join(map(str, cfg.seeds))}, PTQ int8, measured on "
         f"{cfg.board} ({cfg.evaluator}). Wall time of this invocation {result.wall_time_s / 60:.1f} min.",
         "",
-        "Measured: knowledge distillation, low-rank layers and squeeze-and-excitation attention (few-shot keywords "
-        "are not built yet).",
+        "Measured: knowledge distillation, low-rank layers, squeeze-and-excitation attention and few-shot keywords.",
         "",
         "## Knowledge distillation",
         "",
@@ -216,7 +249,39 @@ def render_markdown(result: TechniquesResult, command: str) -> str:
                 f"{_pct(c['int8_test_mean'])} ± {_pct(c['int8_test_sd'])} | {r['difference_points']:+.2f} "
                 f"({r['interval_points'][0]:+.2f} .. {r['interval_points'][1]:+.2f}) | {pair('flash_bytes')} | "
                 f"{pair('ram_bytes')} | {pair('latency_ms', '{:.1f}')} | {pair('instructions')} | {pair('params')} |")
+    if result.few_shot is not None:
+        lines += _few_shot_lines(result.few_shot)
     return "\n".join(lines) + "\n"
+
+
+def _few_shot_lines(fs: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        "## Few-shot keywords",
+        "",
+        f"Base: {fs['base']} trained on the 10 keywords only ({_pct(fs['base_int8_test_accuracy'])} % int8 test); "
+        f"{len(fs['words'])} words it never heard ({', '.join(fs['words'])}), each enrolled {fs['draws']} times from k "
+        "clips of training-split speakers (`nas enroll`: the new word's classifier column fitted against the base "
+        "model's training clips, the rest of the network unchanged) and scored on the validation- and test-split "
+        "speakers. Means over words of the means over enrolments:",
+        "",
+        "| k | accuracy on the new word, % | false accepts: keyword test clips, % | false accepts: the other new "
+        "words, % |",
+        "|---|---|---|---|",
+    ]
+    for k in fs["shots"]:
+        s = fs["by_k"][k] if k in fs["by_k"] else fs["by_k"][str(k)]
+        lines.append(f"| {k} | {_pct(s['accuracy'])} | {_pct(s['false_accept_keywords'])} | "
+                     f"{_pct(s['false_accept_other_words'])} |")
+    e = fs.get("export")
+    if e:
+        board = (f" On {e['board']}: flash {e['flash_bytes']:,} B, RAM {e['ram_bytes']:,} B, latency "
+                 f"{e['latency_ms']:.1f} ms, outputs bit-exact with the golden reference: {e['output_match']}."
+                 if "board" in e else "")
+        lines += ["", f"Exported as int8: '{e['word']}' enrolled from {e['shots']} clips, {_pct(e['int8_accuracy'])} % "
+                  f"of its held-out clips recognised, {_pct(e['int8_false_accept_keywords'])} % of the keyword test "
+                  f"clips taken.{board}"]
+    return lines
 
 
 def write_outputs(result: TechniquesResult, out_dir: Path, command: str) -> list[Path]:
@@ -224,5 +289,6 @@ def write_outputs(result: TechniquesResult, out_dir: Path, command: str) -> list
     md, js = out_dir / "table.md", out_dir / "table.json"
     md.write_text(render_markdown(result, command))
     js.write_text(json.dumps({"command": command, "config": result.config.to_dict(), "teachers": result.teachers,
-                              "rows": result.rows, "variants": result.variants, "wall_time_s": result.wall_time_s}, indent=2, default=str) + "\n")
+                              "rows": result.rows, "variants": result.variants, "few_shot": result.few_shot,
+                              "wall_time_s": result.wall_time_s}, indent=2, default=str) + "\n")
     return [md, js]

@@ -18,7 +18,8 @@ def test_seed_techniques_small(tmp_path: Path, tiny_corpus: Path, monkeypatch: p
     monkeypatch.chdir(tmp_path)
     args = ["experiment", "seed-techniques", "--data", str(tiny_corpus), "--split-rule", "hash", "--noise", "",
             "--evaluator", "analytic", "--teachers", "dnn-s", "--students", "dnn-s", "--seeds", "0,1",
-            "--epochs", "1", "--workers", "1", "--variants", "dnn-s+rank=0.25", "--out", "results/st"]
+            "--epochs", "1", "--workers", "1", "--variants", "dnn-s+rank=0.25", "--few-shot-words", "2",
+            "--few-shot-base", "dnn-s", "--few-shot-draws", "2", "--out", "results/st"]
     assert nas_main(args) == 0
     table = json.loads(Path("results/st/table.json").read_text())
     teacher = table["teachers"]["teacher-dnn-s"]
@@ -42,7 +43,16 @@ def test_seed_techniques_small(tmp_path: Path, tiny_corpus: Path, monkeypatch: p
     assert changed["params"] < base["params"] and changed["instructions"] < base["instructions"]
     low, high = variant["interval_points"]
     assert low <= variant["difference_points"] <= high
+    # few-shot: a 10-keyword base, two words it never heard (the tiny corpus's bed, cat, dog), each k enrolled twice
+    fs = table["few_shot"]
+    assert fs["labels"] == ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
+    assert len(fs["words"]) == 2 and set(fs["words"]) <= {"bed", "cat", "dog"}
+    for k in ("1", "5", "10"):
+        s = fs["by_k"][k]
+        assert all(0 <= s[key] <= 1 for key in ("accuracy", "false_accept_keywords", "false_accept_other_words"))
+    assert fs["export"]["shots"] == 10 and Path(fs["export"]["tflite"]).is_file() and fs["export"]["flash_bytes"] > 0
     md = Path("results/st/table.md").read_text()
+    assert "## Few-shot keywords" in md
     assert "| dnn-s |" in md and "| dnn-s+rank=0.25 | low rank, 0.25 of min(in, out) |" in md
     t0 = time.perf_counter()
     assert nas_main(args) == 0  # every training cached: nothing runs again
