@@ -31,11 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _enroll(args: argparse.Namespace) -> int:
-    from nas.export.quantize import calibration_features
+    from nas.export.quantize import calibration_features, export_model_int8
     from nas.train import load_checkpoint
     from nas.train.checkpoint import CheckpointError
     from nas.train.data import prepare_from_source, prepare_train_data
-    from nas.train.enroll import EnrollError, clip_features, embed, enroll, export_int8
+    from nas.train.enroll import EnrollError, clip_features, embed, enroll
 
     try:
         model, spec, meta = load_checkpoint(args.checkpoint)
@@ -65,7 +65,8 @@ def _enroll(args: argparse.Namespace) -> int:
         raise UserError(str(e)) from None
     out = args.out or Path("runs") / "enroll" / f"{spec.name}-{args.word}"
     enrolled.save(out / "checkpoint", {"enrolled_from": str(args.checkpoint), "enrolled_clips": [str(p) for p in paths]})
-    tflite = export_int8(enrolled, calibration_features(data, fe), out / "export")
+    tflite = export_model_int8(enrolled.model, enrolled.spec, enrolled.labels, calibration_features(data, fe),
+                               out / "export", {"enrolled_shots": enrolled.shots})
     result: dict[str, Any] = {"word": args.word, "shots": len(paths), "labels": list(enrolled.labels),
                               "checkpoint": str(out / "checkpoint"), "tflite": str(out / "export" / "model_int8.tflite"),
                               "tflite_bytes": len(tflite)}

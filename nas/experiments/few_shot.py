@@ -30,7 +30,7 @@ from nas.data.labels import SILENCE
 from nas.data.layout import scan_corpus
 from nas.data.split import TRAIN
 from nas.train import TrainData, load_checkpoint
-from nas.train.enroll import classifier, clip_features, embed, enroll, export_int8, fit_column
+from nas.train.enroll import classifier, clip_features, embed, enroll, fit_column
 
 
 def source_words(data: TrainData, count: int) -> dict[str, tuple[list[Path], list[Path]]]:
@@ -84,7 +84,7 @@ def few_shot(checkpoint: Path | str, data: TrainData, words: int, shots: Sequenc
     out: dict[str, Any] = {"base": spec.name, "labels": list(data.labels), "words": list(emb), "shots": list(shots),
                            "draws": draws, "by_k": summary, "rows": {str(k): v for k, v in rows.items()}}
     if export_to is not None and emb:
-        from nas.export.quantize import calibration_features
+        from nas.export.quantize import calibration_features, export_model_int8
         from nas.quant.ptq import run_int8
 
         word, k = next(iter(emb)), max(shots)
@@ -92,7 +92,8 @@ def few_shot(checkpoint: Path | str, data: TrainData, words: int, shots: Sequenc
         pick = np.random.default_rng(seed).choice(len(enrol_paths), size=min(k, len(enrol_paths)), replace=False)
         enrolled = enroll(model, spec, data.labels, word, clip_features([enrol_paths[i] for i in sorted(pick)], fe),
                           negatives)
-        tflite = export_int8(enrolled, calibration_features(data, fe), export_to)
+        tflite = export_model_int8(enrolled.model, enrolled.spec, enrolled.labels, calibration_features(data, fe),
+                                   export_to, {"enrolled_shots": enrolled.shots})
         from hardware import read_tflite
 
         graph = read_tflite(tflite)

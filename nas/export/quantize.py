@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from nas.quant.ptq import calibrate, quantize_graph, run_int8
 from nas.train.checkpoint import CheckpointError, load_checkpoint
 from nas.train.data import TrainData, prepare_from_source
 from nas.train.evaluate import EvalReport, confusion_matrix, evaluate
+from search_spaces import ArchSpec
 
 log = logging.getLogger(__name__)
 
@@ -147,3 +149,19 @@ def quantize_checkpoint(checkpoint: Path | str, out_dir: Path | str, data: Train
     log.info("%s: int8 %d B, float32 %d B, arena %s B, accuracy float %.4f -> int8 %.4f (validation)", spec.name,
              len(int8_bytes), len(float_bytes), arena, float_val.accuracy, int8_val.accuracy)
     return report
+
+
+def export_model_int8(model: Any, spec: ArchSpec, labels: Sequence[str], calibration: np.ndarray,
+                      out_dir: Path | str, extra: dict[str, Any] | None = None) -> bytes:
+    """A model held in memory (e.g. a few-shot enrolment, `nas.train.enroll`) as an int8 ``.tflite``: PTQ on
+    ``calibration`` features, ``labels`` and ``extra`` in the kwsnas metadata, written with its spec to
+    ``out_dir``; returns the file's bytes."""
+    meta = {METADATA_KEY: ModelMetadata(tuple(labels), spec.frontend, spec.name, spec.digest(), __version__,
+                                        {"calibration_clips": int(len(calibration)), **(extra or {})}).to_json()}
+    fg = float_graph(spec, model.folded(), meta)
+    data = write_tflite(quantize_graph(fg, calibrate(fg, calibration), meta))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "model_int8.tflite", data)
+    atomic_write_bytes(out / "spec.json", (spec.to_json() + "\n").encode())
+    return data

@@ -169,25 +169,3 @@ def enroll(model: KWSModel, spec: ArchSpec, labels: Sequence[str], word: str, fe
     new_head.bias[...] = jnp.asarray(np.append(bias, row_bias), jnp.float32)
     return Enrolled(new, new_spec, (*labels, word), len(features))
 
-
-def export_int8(enrolled: Enrolled, calibration: np.ndarray, out_dir: Path | str) -> bytes:
-    """The enrolled model as an int8 ``.tflite`` (PTQ on ``calibration`` features, its labels in the kwsnas
-    metadata) written to ``out_dir/model_int8.tflite``; returns the file's bytes."""
-    from hardware.tflite_io import write_tflite
-    from nas import __version__
-    from nas.export.metadata import METADATA_KEY, ModelMetadata
-    from nas.files import atomic_write_bytes
-    from nas.quant.float_graph import float_graph
-    from nas.quant.ptq import calibrate, quantize_graph
-
-    spec = enrolled.spec
-    meta = {METADATA_KEY: ModelMetadata(enrolled.labels, spec.frontend, spec.name, spec.digest(), __version__,
-                                        {"calibration_clips": int(len(calibration)),
-                                         "enrolled_shots": enrolled.shots}).to_json()}
-    fg = float_graph(spec, enrolled.model.folded(), meta)
-    data = write_tflite(quantize_graph(fg, calibrate(fg, calibration), meta))
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out / "model_int8.tflite", data)
-    atomic_write_bytes(out / "spec.json", (spec.to_json() + "\n").encode())
-    return data
