@@ -140,32 +140,35 @@ def queue_seeds(study: optuna.Study, cfg: SearchConfig, space: Any, measure: Mea
             outcomes.append(SeedOutcome(source, False, f"not in the {cfg.space} space: {e}"))
             continue
         note = "" if member.digest() == spec.digest() else "rounded to the space's width grid"
-        reason = None if member.digest() in seen else over(member)
-        if member.digest() in seen:
+        known = member.digest() in seen
+        reason = None if known else over(member)
+        if known:
             outcomes.append(SeedOutcome(source, False, "already in the study", member.digest()))
         elif reason is not None:
             outcomes.append(SeedOutcome(source, False, f"over a budget: {reason}", member.digest()))
         else:
             enqueue(source, params, member, note)
         if cfg.scale_seeds and cfg.budgets and measure is not None:
-            outcomes.extend(_scaled_seed(source, spec, WIDER if reason is None else NARROWER, member_of, over,
-                                         seen, enqueue))
+            outcomes.extend(_scaled_seed(source, spec, member.digest(), WIDER if reason is None else NARROWER,
+                                         member_of, over, seen, enqueue))
     for o in outcomes:
         log.info("seed %s", o)
     return outcomes
 
 
-def _scaled_seed(source: str, spec: ArchSpec, factors: tuple[float, ...], member_of: Callable, over: Callable,
-                 seen: set[str], enqueue: Callable) -> list[SeedOutcome]:
+def _scaled_seed(source: str, spec: ArchSpec, own_digest: str, factors: tuple[float, ...], member_of: Callable,
+                 over: Callable, seen: set[str], enqueue: Callable) -> list[SeedOutcome]:
     """Queue the widest copy of ``spec`` among ``factors`` that fits: a bisection over the factors (whether a
     copy fits is taken as monotone in its width), so a ladder of 8 costs at most 4 measurements."""
-    ladder = []  # (factor, params, member), narrowest first, one per distinct architecture
+    ladder = []  # (factor, params, member), narrowest first, one per distinct architecture, the seed's own excluded
+    digests = {own_digest}
     for f in sorted(factors):
         try:
             params, member = member_of(spec.widened(f))
         except (NotInSpace, ValueError):  # SpecError too: e.g. a low rank no longer below its layer's width
             continue
-        if member.digest() not in {m.digest() for _, _, m in ladder} and member.digest() != member_of(spec)[1].digest():
+        if member.digest() not in digests:
+            digests.add(member.digest())
             ladder.append((f, params, member))
     lo, hi, best = 0, len(ladder) - 1, None
     while lo <= hi:
