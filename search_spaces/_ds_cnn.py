@@ -6,7 +6,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from search_spaces.base import SpaceBase, expect, hw_text, parse_hw, snap_int
-from search_spaces.spec import ArchSpec, Conv, DSConv, GlobalAvgPool, Layer
+from search_spaces.spec import ArchSpec, Conv, DSConv, Layer
 
 if TYPE_CHECKING:
     import optuna
@@ -36,7 +36,8 @@ class DSCNNSpace(SpaceBase):
     - ``b{i}_residual``, suggested only for stride-1 blocks: a residual block keeps its input width
       (no ``b{i}_width``), which makes the skip always legal; otherwise ``b{i}_width``;
     - with ``attention=True``, ``b{i}_se``: a squeeze-and-excitation gate on the block's depthwise output
-      (`DSConv.se`, squeeze width `se_width` of its input channels);
+      (`DSConv.se`, squeeze width `se_width` of its input channels); and ``head``: global average pooling
+      or attention pooling (`AttentionPool`);
     - with ``low_rank=True``, ``b{i}_rank`` (full / 1/4 / 1/8 of min(in, out)): the block's 1x1 convolution
       as a projection and an expansion (`DSConv.rank`).
 
@@ -68,15 +69,18 @@ class DSCNNSpace(SpaceBase):
             rank = self._rank(trial, f"b{i}_rank", in_width, width)
             se = self._se(trial, f"b{i}_se", in_width)
             layers.append(DSConv(width, kernel, stride, residual=residual, rank=rank, se=se))
-        layers.append(GlobalAvgPool())
+        layers.append(self._head(trial))
         return self._spec(frontend, tuple(layers))
 
     def params_of(self, spec: ArchSpec, snap: bool = False) -> dict[str, Any]:
         """The values `sample` turns into ``spec`` (see the `SearchSpace` contract)."""
         p = self._frontend_params(spec)
         layers = spec.layers
-        expect(len(layers) >= 2 + MIN_BLOCKS and isinstance(layers[0], Conv) and isinstance(layers[-1], GlobalAvgPool),
-               f"{spec.name}: not a stem conv, {MIN_BLOCKS}..{MAX_BLOCKS} DS blocks and a global average pool")
+        expect(len(layers) >= 2 + MIN_BLOCKS and isinstance(layers[0], Conv),
+               f"{spec.name}: not a stem conv, {MIN_BLOCKS}..{MAX_BLOCKS} DS blocks and a pool")
+        head = self._head_param(spec.name, layers[-1])
+        if head is not None:
+            p["head"] = head
         stem, blocks = layers[0], layers[1:-1]
         expect((stem.padding, stem.activation, stem.batch_norm) == ("same", "relu", True),
                f"{spec.name}: the stem must be SAME + BN + ReLU")

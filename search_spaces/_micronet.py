@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from search_spaces.base import SpaceBase, expect, snap_int
-from search_spaces.spec import ArchSpec, Conv, DSConv, GlobalAvgPool, Layer
+from search_spaces.spec import ArchSpec, Conv, DSConv, Layer
 
 if TYPE_CHECKING:
     import optuna
@@ -30,7 +30,8 @@ class MicroNetSpace(SpaceBase):
     everywhere, as in the ML-zoo models. DNAS searched per-layer width and depth; so does this space:
 
     - ``stem_width``; ``n_blocks`` in [1, 9]; ``b{i}_width`` per block; widths multiples of 4 in [16, 276];
-    - with ``attention=True``, ``b{i}_se``: a squeeze-and-excitation gate on the block's depthwise output.
+    - with ``attention=True``, ``b{i}_se``: a squeeze-and-excitation gate on the block's depthwise output;
+      and ``head``: global average pooling or attention pooling (`AttentionPool`).
 
     MicroNet-KWS-S (84; 112, 84, 84, 84, 196), -M (140; 140, 140, 140, 112, 196) and -L (276; 248, 276,
     276, 248, 248, 248, 248) all lie in this space.
@@ -49,15 +50,18 @@ class MicroNetSpace(SpaceBase):
             se = self._se(trial, f"b{i}_se", in_width)
             layers.append(DSConv(width, (3, 3), (2, 2) if i == 0 else (1, 1), activation=ACTIVATION, se=se))
             in_width = width
-        layers.append(GlobalAvgPool())
+        layers.append(self._head(trial))
         return self._spec(frontend, tuple(layers))
 
     def params_of(self, spec: ArchSpec, snap: bool = False) -> dict[str, Any]:
         """The values `sample` turns into ``spec`` (see the `SearchSpace` contract)."""
         p = self._frontend_params(spec)
         layers = spec.layers
-        expect(len(layers) >= 2 + MIN_BLOCKS and isinstance(layers[0], Conv) and isinstance(layers[-1], GlobalAvgPool),
-               f"{spec.name}: not a stem conv, {MIN_BLOCKS}..{MAX_BLOCKS} DS blocks and a global average pool")
+        expect(len(layers) >= 2 + MIN_BLOCKS and isinstance(layers[0], Conv),
+               f"{spec.name}: not a stem conv, {MIN_BLOCKS}..{MAX_BLOCKS} DS blocks and a pool")
+        head = self._head_param(spec.name, layers[-1])
+        if head is not None:
+            p["head"] = head
         stem, blocks = layers[0], layers[1:-1]
         expect(stem == Conv(stem.filters, (10, 4), (1, 1), activation=ACTIVATION),
                f"{spec.name}: the stem must be a 10x4 stride-1 SAME conv + BN + {ACTIVATION}")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from search_spaces.frontend import FrontEndConfig, get_frontend
 from search_spaces.presets import family_presets
-from search_spaces.spec import ArchSpec, DSConv, Layer, rank_for
+from search_spaces.spec import ArchSpec, AttentionPool, DSConv, GlobalAvgPool, Layer, rank_for
 
 if TYPE_CHECKING:  # optuna is only needed for the type: spaces call nothing but trial.suggest_*
     import optuna
@@ -166,6 +166,22 @@ class SpaceBase:
                                                  f"{se_width(channels)} for {channels} channels")
         return se is not None
 
+    def _head(self, trial: optuna.trial.BaseTrial) -> Layer:
+        """The pooling head: global average pooling, or with ``attention`` the categorical ``head`` (`HEADS`)."""
+        if self.attention and trial.suggest_categorical("head", HEADS) == "attnpool":
+            return AttentionPool()
+        return GlobalAvgPool()
+
+    def _head_param(self, where: str, head: Layer) -> str | None:
+        """The value `_head` turns into ``head`` (None: the space has no head parameter)."""
+        expect(isinstance(head, GlobalAvgPool | AttentionPool), f"{where}: the network must end in a global "
+                                                               "average or an attention pool")
+        if not self.attention:
+            expect(isinstance(head, GlobalAvgPool), f"{where}: attention pooling, and the space searches none "
+                                                    "(attention=False)")
+            return None
+        return head.kind
+
     def _frontend(self, trial: optuna.trial.BaseTrial) -> FrontEndConfig:
         return sample_frontend(trial, self.frontend) if self.tune_frontend else self.frontend
 
@@ -211,6 +227,9 @@ RANK_CHOICES = ("full", "1/4", "1/8")
 SE_REDUCTION, SE_STEP = 4, 8
 
 
+HEADS = ("gap", "attnpool")  # with attention: the pooling head is searched too (`AttentionPool`)
+
+
 def se_width(channels: int) -> int:
     """The squeeze width of a gate over ``channels`` channels (see ``SE_REDUCTION``)."""
     return max(SE_STEP, SE_STEP * round(channels / SE_REDUCTION / SE_STEP))
@@ -224,6 +243,14 @@ def gated_spec(spec: ArchSpec) -> ArchSpec:
     if layers == spec.layers:
         raise ValueError(f"{spec.name}: no depthwise-separable block to gate")
     return dataclasses.replace(spec, name=f"{spec.name}-se", layers=layers)
+
+
+def attention_pooled_spec(spec: ArchSpec) -> ArchSpec:
+    """``spec`` with attention pooling in place of its global average pooling."""
+    layers = tuple(AttentionPool() if isinstance(layer, GlobalAvgPool) else layer for layer in spec.layers)
+    if layers == spec.layers:
+        raise ValueError(f"{spec.name}: no global average pooling to replace with attention pooling")
+    return dataclasses.replace(spec, name=f"{spec.name}-attnpool", layers=layers)
 
 
 def rank_of(choice: str, n_in: int, n_out: int) -> int | None:

@@ -11,7 +11,9 @@ is computed over that sequence:
   between them: AVERAGE_POOL_2D over the map, RESHAPE, FULLY_CONNECTED to ``se`` units, FULLY_CONNECTED back
   (hard sigmoid as ReLU6 of z + 3, its 1/6 folded into the next 1×1 weights), RESHAPE, and a broadcasting
   MUL of the depthwise output by the gate;
-- `GlobalAvgPool` is an AVERAGE_POOL_2D over the whole map; `Flatten` is a RESHAPE, which aliases its
+- `GlobalAvgPool` is an AVERAGE_POOL_2D over the whole map; `AttentionPool` is a 1×1 CONV_2D to one channel
+  (the scores), RESHAPE, SOFTMAX, RESHAPE, a broadcasting MUL of the map by the weights, then the same
+  AVERAGE_POOL_2D; `Flatten` is a RESHAPE, which aliases its
   input (no new tensor); `Dropout` is nothing at inference;
 - ``macs`` counts the multiply-accumulates of weight layers (conv, depthwise, dense) over every output
   position, padding included; pooling and ADD are counted as 0 MACs. Papers that quote "ops" (Hello Edge,
@@ -32,6 +34,7 @@ from typing import Any
 
 from search_spaces.spec import (
     ArchSpec,
+    AttentionPool,
     AvgPool,
     Conv,
     Dense,
@@ -181,8 +184,15 @@ def _lower_layer(low: _Lowering, i: int, layer: Layer, x: int, in_shape: Shape, 
                        biases=layer.rank, macs=n_in * layer.rank)
             n_in = layer.rank
         return low.op(i, "dense", [x], out_shape, weights=n_in * n_out, biases=n_out, macs=n_in * n_out)
-    if isinstance(layer, GlobalAvgPool):
-        pooled = low.op(i, f"avgpool {in_shape[0]}x{in_shape[1]} (global)", [x], (1, 1, in_shape[2]))
+    if isinstance(layer, GlobalAvgPool | AttentionPool):
+        h, w, c = in_shape
+        pooled = x
+        if isinstance(layer, AttentionPool):
+            scores = low.alias(i, "reshape", low.op(i, "conv 1x1/1x1 (attention scores)", [x], (h, w, 1),
+                                                    weights=c, biases=1, macs=h * w * c), (h * w,))
+            weights = low.alias(i, "reshape", low.op(i, "softmax (attention)", [scores], (h * w,)), (h, w, 1))
+            pooled = low.op(i, "mul (attention)", [x, weights], in_shape)
+        pooled = low.op(i, f"avgpool {h}x{w} (global)", [pooled], (1, 1, c))
         return low.alias(i, "reshape", pooled, out_shape)
     if isinstance(layer, (AvgPool, MaxPool)):
         kind = "avgpool" if isinstance(layer, AvgPool) else "maxpool"

@@ -14,6 +14,9 @@ Layers (all frozen dataclasses, JSON ``{"kind": ..., ...}``):
   an optional squeeze-and-excitation gate between the two (``se``).
 - `Dense`: a fully-connected layer (+ optional BN + activation); needs a flat input.
 - `Flatten`, `GlobalAvgPool` (average over time and frequency), `AvgPool`, `MaxPool`, `Dropout`.
+- `AttentionPool`: the head's attention pooling, in place of `GlobalAvgPool`: a learned score per
+  position (a 1×1 convolution to one channel), a softmax over all positions, and the map summed with those
+  weights; a dense layer must follow (the classifier, or a hidden one).
 
 `ArchSpec.digest()` is the content hash (the name excluded): the cache key of every trained model,
 measurement and artifact.
@@ -153,6 +156,11 @@ class GlobalAvgPool:
 
 
 @dataclass(frozen=True)
+class AttentionPool:
+    kind: ClassVar[str] = "attnpool"
+
+
+@dataclass(frozen=True)
 class AvgPool:
     size: tuple[int, int]
     stride: tuple[int, int] | None = None  # None: equal to size
@@ -189,9 +197,9 @@ class Dropout:
         object.__setattr__(self, "rate", float(self.rate))
 
 
-Layer = Conv | DSConv | Dense | Flatten | GlobalAvgPool | AvgPool | MaxPool | Dropout
+Layer = Conv | DSConv | Dense | Flatten | GlobalAvgPool | AttentionPool | AvgPool | MaxPool | Dropout
 LAYER_KINDS: dict[str, type] = {
-    t.kind: t for t in (Conv, DSConv, Dense, Flatten, GlobalAvgPool, AvgPool, MaxPool, Dropout)
+    t.kind: t for t in (Conv, DSConv, Dense, Flatten, GlobalAvgPool, AttentionPool, AvgPool, MaxPool, Dropout)
 }
 
 
@@ -269,6 +277,12 @@ class ArchSpec:
             out.append(shape)
         if len(shape) != 1:
             raise SpecError(f"{self.name}: the body must end flat (gap, flatten or dense), ends with {shape}")
+        layers = [layer for layer in self.all_layers() if not isinstance(layer, Dropout)]
+        for here, after in zip(layers, layers[1:], strict=False):
+            if isinstance(here, AttentionPool) and not isinstance(after, Dense):
+                # the deployed pool averages where the trained one sums: the next dense layer's weights
+                # take the factor (time x frequency positions), so that layer must be a dense one
+                raise SpecError(f"{self.name}: attention pooling must feed a dense layer, not {after.kind}")
         return out
 
     def with_classes(self, num_classes: int) -> ArchSpec:
@@ -369,9 +383,10 @@ def _next_shape(layer: Layer, shape: Shape, where: str) -> Shape:
             _check_low_rank(layer, c, layer.filters, where)
             return (oh, ow, layer.filters)
         return (oh, ow, c)
-    if isinstance(layer, GlobalAvgPool):
+    if isinstance(layer, GlobalAvgPool | AttentionPool):
         if len(shape) != 3:
-            raise SpecError(f"{where}: global average pooling needs a (time, freq, channels) input")
+            what = "attention" if isinstance(layer, AttentionPool) else "global average"
+            raise SpecError(f"{where}: {what} pooling needs a (time, freq, channels) input")
         return (shape[2],)
     if isinstance(layer, Flatten):
         return (math.prod(shape),)

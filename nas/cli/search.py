@@ -46,7 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--low-rank", dest="low_rank", action="store_true", default=None,
                    help="search a rank per 1x1 convolution / dense layer too (full, 1/4, 1/8; ds-cnn and dnn)")
     p.add_argument("--attention", dest="attention", action="store_true", default=None,
-                   help="search a squeeze-and-excitation gate per DS block too (ds-cnn and micronet)")
+                   help="search a squeeze-and-excitation gate per DS block and the pooling head (average or "
+                   "attention) too (ds-cnn and micronet)")
     p.add_argument("--no-warm-start", dest="warm_start", action="store_false", default=None,
                    help="do not queue the space's presets that fit the budgets as the first trials")
     p.add_argument("--no-scale-seeds", dest="scale_seeds", action="store_false", default=None,

@@ -20,6 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--arch", required=True, help="a preset name (search_spaces.presets) or a spec .json file")
     p.add_argument("--se", action="store_true", help="add a squeeze-and-excitation gate to every depthwise-"
                    "separable block (a quarter of its channels wide; the spec in the checkpoint records it)")
+    p.add_argument("--attention-pool", dest="attention_pool", action="store_true",
+                   help="pool the last feature map with learned attention weights (a softmax over time and "
+                   "frequency) instead of averaging it")
     _training_arguments(p)
     p.set_defaults(handler=_train)
 
@@ -115,13 +118,15 @@ def _train(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     data = prepare_train_data(args.data, args.protocol, rule=args.split_rule, noise_dir=args.noise)
     spec = resolve_arch(args.arch).with_classes(data.num_classes)
-    if args.se:
-        from search_spaces.base import gated_spec
+    from search_spaces.base import attention_pooled_spec, gated_spec
 
-        try:
-            spec = gated_spec(spec)
-        except ValueError as e:
-            raise UserError(f"--se: {e}") from None
+    for flag, on, change in (("--se", args.se, gated_spec), ("--attention-pool", args.attention_pool,
+                                                               attention_pooled_spec)):
+        if on:
+            try:
+                spec = change(spec)
+            except ValueError as e:
+                raise UserError(f"{flag}: {e}") from None
     return _run_training(args, spec, data, cfg)
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from nas.data.labels import BACKGROUND_NOISE_DIR, SILENCE, UNKNOWN
 from nas.data.split import (
     OFFICIAL_TEST_BAND,
+    SPEAKER_FOLDS,
     TEST,
     TRAIN,
     VALIDATION,
@@ -37,7 +38,11 @@ FULL, TEST_SET = "full", "test-set"
 # used to train and test on the official test set alone (../shared/data/README.md).
 # "utterance" hashes each clip's path instead of its speaker (80/10/10): for corpora with too few
 # speakers for a speaker-disjoint split; the same speaker's clips then appear in several splits.
-SPLIT_RULES = ("standard", "hash", "speaker-60-20-20", "utterance")
+# "speaker-60-20-20-fold<f>": the same test speakers, validation moved to band f of the train + validation
+# speakers (`split.SPEAKER_FOLDS` folds; fold 3 is "speaker-60-20-20"), for cross-validating finalists.
+FOLD_RULE_PREFIX = "speaker-60-20-20-fold"
+FOLD_RULES = tuple(f"{FOLD_RULE_PREFIX}{f}" for f in range(SPEAKER_FOLDS))
+SPLIT_RULES = ("standard", "hash", "speaker-60-20-20", "utterance", *FOLD_RULES)
 # What to do when a split comes out empty (said by `nas data info` and by a refused training).
 SPLIT_FIXES = ("list clips in validation_list.txt / testing_list.txt at the corpus root (one relative path per "
                "line, e.g. yes/alice_nohash_0.wav), or use --split-rule utterance (not speaker-disjoint)")
@@ -80,15 +85,19 @@ class Corpus:
         rule = rule or self.default_split_rule()
         if rule not in SPLIT_RULES:
             raise DataError(f"unknown split rule {rule!r}; known: {', '.join(SPLIT_RULES)}")
+        fold = int(rule[len(FOLD_RULE_PREFIX):]) if rule.startswith(FOLD_RULE_PREFIX) else None
         if clip.word == SILENCE and clip.folder == SILENCE:
-            # Numbered silence recordings have no speaker: file number modulo 5 (0-2 train, 3 val, 4 test).
-            number = int(re.sub(r"\D", "", clip.speaker) or 0)
-            return (TRAIN, TRAIN, TRAIN, VALIDATION, TEST)[number % 5]
+            # Numbered silence recordings have no speaker: file number modulo 5 (0-2 train, 3 val, 4 test;
+            # under a fold rule, residue f is fold f's validation, so fold 3 is the plain split again).
+            residue = int(re.sub(r"\D", "", clip.speaker) or 0) % 5
+            if residue == 4:
+                return TEST
+            return VALIDATION if residue == (SPEAKER_FOLDS - 1 if fold is None else fold) else TRAIN
         if rule == "utterance":
             return hash_split(clip.rel_path)
-        if rule == "speaker-60-20-20":
+        if rule == "speaker-60-20-20" or fold is not None:
             band = OFFICIAL_TEST_BAND if self.layout == TEST_SET else (0.0, 100.0)
-            return speaker_split_60_20_20(clip.speaker, band)
+            return speaker_split_60_20_20(clip.speaker, band, fold)
         if rule == "standard" and self.split_lists is not None:
             for split, entries in self.split_lists.items():
                 if clip.rel_path in entries:

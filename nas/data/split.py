@@ -61,19 +61,30 @@ def hash_split(speaker: str, validation_percent: float = 10.0, test_percent: flo
 OFFICIAL_TEST_BAND = (10.0, 20.0)
 
 
-def speaker_split_60_20_20(speaker: str, band: tuple[float, float] = OFFICIAL_TEST_BAND) -> str:
+# Cross-validation over train + validation: those are the speakers below 80 on the rescaled percentage, four
+# bands of 20 each. Fold f validates on band f and trains on the other three; the test speakers never move.
+# Fold 3 (band [60, 80)) is the plain 60/20/20 split, so a model trained on the plain split is fold 3's.
+SPEAKER_FOLDS = 4
+_FOLD_WIDTH = 20.0
+
+
+def speaker_split_60_20_20(speaker: str, band: tuple[float, float] = OFFICIAL_TEST_BAND,
+                           fold: int | None = None) -> str:
     """Speaker-disjoint 60/20/20 train/validation/test by the same hash, within ``band`` of percentages.
 
     Used to train and test on the official test set alone (../shared/data/README.md). ``band=(0, 100)``
-    applies the cuts to the raw percentage, for corpora that are not the official test set.
+    applies the cuts to the raw percentage, for corpora that are not the official test set. ``fold``
+    (0 .. SPEAKER_FOLDS - 1) moves the validation set to that band of the train + validation speakers.
     """
     lo, hi = band
     q = (hash_percentage(speaker) - lo) * 100.0 / (hi - lo)
-    if q < 60.0:
-        return TRAIN
-    if q < 80.0:
-        return VALIDATION
-    return TEST
+    if q >= 80.0:
+        return TEST
+    if fold is None:
+        fold = SPEAKER_FOLDS - 1
+    if not 0 <= fold < SPEAKER_FOLDS:
+        raise ValueError(f"fold {fold}: the speaker split has folds 0 .. {SPEAKER_FOLDS - 1}")
+    return VALIDATION if q >= 0.0 and int(q // _FOLD_WIDTH) == fold else TRAIN
 
 
 def read_split_list(path: Path) -> set[str]:

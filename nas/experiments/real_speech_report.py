@@ -7,6 +7,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from nas.data.split import SPEAKER_FOLDS
 from nas.experiments.real_speech_search import COST_KEYS, RealSearchResult
 from nas.plotting import pyplot, save_png
 
@@ -17,12 +18,13 @@ def _pct(x: float) -> str:
     return f"{100 * x:.2f}"
 
 
-def _model_row(m: dict[str, Any]) -> str:
+def _model_row(m: dict[str, Any], cross: bool) -> str:
     chosen = " **(pick)**" if m.get("chosen") else ""
     search_val = "" if m.get("search_int8_val_accuracy") is None else _pct(m["search_int8_val_accuracy"])
+    cv = (" " + ("" if m.get("cv_accuracy") is None else _pct(m["cv_accuracy"])) + " |") if cross else ""
     seeds = ", ".join(_pct(x) for x in m["int8_test_by_seed"])
     return (f"| {m['model']}{chosen} | {_ARM_LABEL.get(m['kind'], m['kind'])} | {_pct(m['int8_test_mean'])} ± "
-            f"{100 * m['int8_test_sd']:.2f} ({seeds}) | {_pct(m['int8_val_mean'])} | {search_val} | "
+            f"{100 * m['int8_test_sd']:.2f} ({seeds}) | {_pct(m['int8_val_mean'])} |{cv} {search_val} | "
             f"{m['flash_bytes']:,} | {m['ram_bytes']:,} | {m['latency_ms']:.1f} | {m['macs']:,} | {m['params']:,} | "
             f"{_arch(m['spec'])} |")
 
@@ -55,7 +57,7 @@ def render_markdown(result: RealSearchResult, command: str) -> str:
         f"{cfg.control_epochs} epochs per trial, same budgets. Each arm: {cfg.search_minutes:g} minutes on "
         f"{cfg.workers} single-threaded workers. Final training for picks and targets alike: "
         f"{cfg.final_epochs} epochs, seeds {', '.join(map(str, cfg.final_seeds))}; the pick of an arm is the best of "
-        f"its {cfg.picks} best search trials by mean validation accuracy over those seeds. Machine: "
+        f"its {cfg.picks} best search trials {_selection_text(result)}. Machine: "
         f"{platform.machine()}, {_cores()} cores. Wall time of this invocation {result.wall_time_s / 60:.1f} min.", ""]
     for target in cfg.targets:
         b = result.budgets[target]
@@ -67,13 +69,15 @@ def render_markdown(result: RealSearchResult, command: str) -> str:
             lines.append(f"- {_ARM_LABEL[arm]}: {s['elapsed_s'] / 60:.1f} min, {s['trials']} trials: {s['trained']} "
                          f"trained ({s['pruned']} stopped early by successive halving), {s['feasible']} finished "
                          f"within the budgets, {s['refused']} refused by the static check, {s['failed']} failed "
-                         f"or stopped at the time limit")
-        lines += ["", "| model | from | int8 test % (mean ± sd over seeds; by seed) | int8 val % (mean) | search val % | "
+                         f"or stopped at the time limit" + _search_budgets(s.get("search_budgets"), b))
+        cross = cfg.selection == "cross-validation"
+        lines += ["", "| model | from | int8 test % (mean ± sd over seeds; by seed) | int8 val % (mean) | "
+                  + ("cross-validated % | " if cross else "") + "search val % | "
                   "flash B | RAM B | latency ms (est.) | MACs | params | architecture |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if cross else "")]
         for m in result.models.values():
             if m["target"] == target:
-                lines.append(_model_row(m))
+                lines.append(_model_row(m, cross))
         lines.append("")
         for v in result.verdicts:
             if v["target"] != target:
@@ -88,6 +92,26 @@ def render_markdown(result: RealSearchResult, command: str) -> str:
                          f"{v['flash_ratio']:.2f}×, RAM {v['ram_ratio']:.2f}× the target's.")
         lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def _search_budgets(searched: dict[str, float] | None, today: dict[str, float]) -> str:
+    if not searched or all(abs(searched[k] - today[k]) < 1e-6 for k in searched):
+        return ""
+    return (f"; it searched under the target's figures from the firmware of its day (flash "
+            f"{searched['flash_bytes']:,.0f} B, RAM {searched['ram_bytes']:,.0f} B, latency "
+            f"{searched['latency_ms']:.1f} ms), which chose its finalists; the verdict compares today's measurements")
+
+
+def _selection_text(result: RealSearchResult) -> str:
+    cfg = result.config
+    if cfg.selection != "cross-validation":
+        return "by mean validation accuracy over those seeds"
+    clips = next((m["cv_clips"] for m in result.models.values() if m.get("cv_clips")), None)
+    return (f"by int8 accuracy pooled over {SPEAKER_FOLDS} speaker folds of train + validation (fold f validates "
+            f"on the f-th fifth of the speakers and trains on the other train + validation speakers, seed "
+            f"{cfg.final_seeds[0]}, {cfg.final_epochs} epochs; the last fold is the plain split, so its model is "
+            f"that seed's final training): each of the {clips or 'train + validation'} clips is scored once by a "
+            f"model that never heard its speaker")
 
 
 def _cores() -> int:

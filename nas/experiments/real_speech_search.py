@@ -18,8 +18,10 @@ For every *target* preset (DS-CNN-S, MicroNet-KWS-S by default):
    as failed, so no arm ever uses more. Studies resume (their elapsed time is kept in the study);
 3. each arm's ``picks`` best trials by validation accuracy (never the target itself) and the target are
    trained again alike, with every seed of ``final_seeds`` for ``final_epochs`` epochs (`retrain`); the
-   arm's pick is the one with the best mean validation accuracy over those seeds (the test clips are
-   never used to choose);
+   arm's pick is the one with the best mean validation accuracy over those seeds, or with
+   ``selection = "cross-validation"`` the best accuracy pooled over the speaker folds of train +
+   validation (each finalist trained once more per fold; 3,976 clips instead of 727). The test clips are
+   never used to choose;
 4. the verdict on the test speakers: mean int8 test accuracy over the seeds, a paired bootstrap interval
    of the difference (`nas.study.compare`), the measured flash, RAM and latency: the pick *beats* the
    target (at least its mean accuracy at no more of any cost), is *dominated* by it, or neither.
@@ -40,12 +42,14 @@ from typing import Any
 import numpy as np
 
 from nas.config_files import build, read_settings, tuples
+from nas.data.layout import FOLD_RULES
+from nas.data.split import SPEAKER_FOLDS
 from nas.experiments.retrain import FinalJob, FinalSetting, none_for_empty, run_final_jobs
 from nas.study.candidate import SearchContext, hardware_figures, probe_tflite
 from nas.study.compare import paired_bootstrap
 from nas.study.config import SearchConfig, TrainBudget
 from nas.study.pareto import study_summary, usable_trials, weakly_dominates
-from nas.study.runner import make_space, open_study, spawn_workers, start_search
+from nas.study.runner import CONFIG_ATTR, make_space, open_study, spawn_workers, start_search
 from nas.study.seeds import reference_budgets
 from search_spaces.presets import get_preset
 
@@ -55,6 +59,7 @@ TIMED_ATTR = "kwsnas_search_elapsed_s"  # study user attribute: wall-clock secon
 FINISHED_ATTR = "kwsnas_search_finished"
 _TICK_S = 15.0  # how often the elapsed time is saved (a killed experiment loses at most this much accounting)
 COST_KEYS = ("flash_bytes", "ram_bytes", "latency_ms")
+SELECTIONS = ("validation", "cross-validation")
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,10 @@ class RealSearchConfig(FinalSetting):
     final_seeds: tuple[int, ...] = (0, 1, 2)
     final_epochs: int = 40
     scale_seeds: bool = True  # the search arm also starts from its seeds' copies scaled to the budgets
+    # How an arm's pick is chosen among its finalists: "validation" = mean int8 validation accuracy of the final
+    # trainings (727 clips); "cross-validation" = int8 accuracy pooled over the speaker folds of train +
+    # validation (every one of their 3,976 clips scored once, by a model that did not train on its speaker).
+    selection: str = "validation"
 
     def __post_init__(self) -> None:
         if len(self.spaces) != len(self.targets):
@@ -83,6 +92,10 @@ class RealSearchConfig(FinalSetting):
             raise ValueError(f"controls {unknown} are not targets {list(self.targets)}")
         if self.picks < 1 or not self.final_seeds or self.search_minutes <= 0:
             raise ValueError("picks, final_seeds and search_minutes must be positive")
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"selection {self.selection!r}: one of {', '.join(SELECTIONS)}")
+        if self.selection == "cross-validation" and self.split_rule != "speaker-60-20-20":
+            raise ValueError(f"selection by cross-validation folds the speaker-60-20-20 split, not {self.split_rule!r}")
         for target in self.targets:
             for arm in self.arms(target):
                 self.study_config(target, arm)  # validates space, board, sampler, epochs
@@ -146,10 +159,11 @@ def _stop_running(study: Any, why: str) -> int:
 
 def run_timed_search(scfg: Any, minutes: float) -> dict[str, Any]:
     """Search until ``minutes`` of wall-clock time have been spent on this study (over all invocations)."""
+    study = open_study(scfg)
+    if study.user_attrs.get(FINISHED_ATTR):  # read, never changed: no seeds are queued into a finished arm
+        return {"elapsed_s": float(study.user_attrs.get(TIMED_ATTR, 0.0)), "resumed": False}
     scfg, study, _, _ = start_search(scfg)
     elapsed = float(study.user_attrs.get(TIMED_ATTR, 0.0))
-    if study.user_attrs.get(FINISHED_ATTR):
-        return {"elapsed_s": elapsed, "resumed": False}
     _stop_running(study, "abandoned: the experiment was stopped")  # left by an interrupted earlier invocation
     limit = 60.0 * minutes
     log.info("searching %s for %.1f of %g minutes, %d workers", scfg.name, (limit - elapsed) / 60, minutes,
@@ -188,6 +202,24 @@ def best_trials(study: Any, scfg: Any, k: int, exclude: set[str]) -> list[Any]:
 
 
 # --- 3-4: final trainings and verdicts -------------------------------------------------------------------------------
+def fold_jobs(cfg: RealSearchConfig, name: str, spec_json: str, out_dir: Path) -> list[FinalJob]:
+    """The trainings that cross-validate one finalist: folds 0 .. SPEAKER_FOLDS - 2 with the first final seed
+    (the last fold is the plain split: that seed's final training already is its model)."""
+    return [FinalJob(f"{name}-fold{f}", spec_json, cfg.final_seeds[0], cfg.final_epochs,
+                     str(out_dir / "folds" / f"{name}-fold{f}"), {**cfg.setting(), "split_rule": FOLD_RULES[f]})
+            for f in range(SPEAKER_FOLDS - 1)]
+
+
+def cross_validated(name: str, seed: int, figs: dict[tuple[str, int], dict[str, Any]]) -> dict[str, Any]:
+    """A finalist's int8 accuracy pooled over every fold's validation clips (each train + validation clip
+    scored once, by the fold model that did not train on its speaker)."""
+    per_fold = [figs[f"{name}-fold{f}", seed] for f in range(SPEAKER_FOLDS - 1)] + [figs[name, seed]]
+    correct = [np.asarray(f["val_correct"]) for f in per_fold]
+    pooled = np.concatenate(correct)
+    return {"cv_accuracy": float(pooled.mean()), "cv_clips": int(pooled.size),
+            "cv_by_fold": [float(c.mean()) for c in correct], "cv_fold_clips": [int(c.size) for c in correct]}
+
+
 def _summarise(name: str, kind: str, figs: list[dict[str, Any]], extra: dict[str, Any]) -> dict[str, Any]:
     test = np.array([f["int8_test_accuracy"] for f in figs])
     val = np.array([f["int8_val_accuracy"] for f in figs])
@@ -198,6 +230,13 @@ def _summarise(name: str, kind: str, figs: list[dict[str, Any]], extra: dict[str
             "latency_kind": figs[0]["latency_kind"], "instructions": figs[0].get("instructions"),
             "macs": figs[0]["macs"], "params": figs[0]["params"], "spec": figs[0]["spec"],
             "train_time_s": float(np.mean([f["train_time_s"] for f in figs]))}
+
+
+def choose_pick(finalists: list[dict[str, Any]], selection: str) -> dict[str, Any]:
+    """The arm's pick among its finalists' summaries: the best by `selection`'s figure (never test), then the
+    lower latency."""
+    score = "cv_accuracy" if selection == "cross-validation" else "int8_val_mean"
+    return max(finalists, key=lambda m: (m[score], -m["latency_ms"]))
 
 
 def verdict(pick: dict[str, Any], target: dict[str, Any], correct: dict[str, Any]) -> dict[str, Any]:
@@ -227,8 +266,12 @@ def run_real_speech_search(cfg: RealSearchConfig, out_dir: Path) -> RealSearchRe
             scfg = cfg.study_config(target, arm, budgets)
             timing = run_timed_search(scfg, cfg.search_minutes)
             study = open_study(scfg)
+            # Its trials were measured against the budgets it was created with (today's firmware may measure
+            # the target a few bytes apart): finalists are chosen under those; the verdict re-measures both.
+            scfg = dataclasses.replace(scfg, budgets=study.user_attrs[CONFIG_ATTR]["budgets"])
             result.studies[f"{target}/{arm}"] = {**study_summary(study, scfg), **timing, "sampler": scfg.sampler,
-                                                 "objectives": list(scfg.objectives)}
+                                                 "objectives": list(scfg.objectives),
+                                                 "search_budgets": dict(scfg.budgets)}
 
             presets = make_space(scfg).presets()
             exclude = {presets[target].digest()} if target in presets else set()
@@ -237,16 +280,21 @@ def run_real_speech_search(cfg: RealSearchConfig, out_dir: Path) -> RealSearchRe
                 plan.append((target, arm, name, t.user_attrs["spec"], {
                     "search_int8_val_accuracy": t.user_attrs["int8_val_accuracy"], "trial": t.number,
                     "seeded_from": t.user_attrs.get("seeded_from")}))
-    jobs = []
-    for _, _, name, spec, _ in plan:
+    jobs, folds = [], []
+    cross = cfg.selection == "cross-validation"
+    for _, arm, name, spec, _ in plan:
         spec_json = json.dumps(spec) if isinstance(spec, dict) else spec.to_json()
         for seed in cfg.final_seeds:
             jobs.append(FinalJob(name, spec_json, seed, cfg.final_epochs, str(out_dir / "final" / f"{name}-s{seed}"),
                                  cfg.setting()))
-    figs = run_final_jobs(jobs, cfg.workers)
+        if cross and arm != "preset":
+            folds += fold_jobs(cfg, name, spec_json, out_dir)
+    figs = run_final_jobs(jobs + sorted(folds, key=lambda j: j.setting["split_rule"]), cfg.workers)
     correct = {}
     for target, arm, name, _, extra in plan:
         per_seed = [figs[name, s] for s in cfg.final_seeds]
+        if cross and arm != "preset":
+            extra = {**extra, **cross_validated(name, cfg.final_seeds[0], figs)}
         result.models[name] = _summarise(name, "preset" if arm == "preset" else arm, per_seed,
                                          {"target": target, **extra})
         correct[name] = np.array([f["test_correct"] for f in per_seed])
@@ -257,7 +305,7 @@ def run_real_speech_search(cfg: RealSearchConfig, out_dir: Path) -> RealSearchRe
                 result.verdicts.append({"target": target, "arm": arm, "pick": None, "verdict": "no pick",
                                         "why": "the search trained no candidate within the budgets"})
                 continue
-            chosen = max(picks, key=lambda m: (m["int8_val_mean"], -m["latency_ms"]))
+            chosen = choose_pick(picks, cfg.selection)
             chosen["chosen"] = True
             result.verdicts.append({"arm": arm, **verdict(chosen, result.models[target], correct)})
     result.wall_time_s = time.perf_counter() - t0

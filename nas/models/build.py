@@ -40,7 +40,7 @@ class KWSModel(nnx.Module):
 
     def folded(self) -> list[L.FoldedOp]:
         """The deployed float network: batch norm folded, dropout gone, TFLite weight layouts."""
-        return [op for module in self.layers for op in module.folded()]
+        return L.fold_attention_pools([op for module in self.layers for op in module.folded()])
 
 
 def _module_for(layer: S.Layer, in_shape: tuple[int, ...], rngs: nnx.Rngs) -> nnx.Module:
@@ -54,6 +54,8 @@ def _module_for(layer: S.Layer, in_shape: tuple[int, ...], rngs: nnx.Rngs) -> nn
         return L.Pool(layer)
     if isinstance(layer, S.GlobalAvgPool):
         return L.GlobalAvgPool()
+    if isinstance(layer, S.AttentionPool):
+        return L.AttentionPool(in_shape)
     if isinstance(layer, S.Flatten):
         return L.Flatten()
     if isinstance(layer, S.Dropout):

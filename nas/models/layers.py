@@ -8,6 +8,7 @@ layouts (conv [O, kh, kw, I], depthwise [1, kh, kw, C], dense [O, I]).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import jax
@@ -31,7 +32,7 @@ HARD_SIGMOID_OFFSET, HARD_SIGMOID_RANGE = 3.0, 6.0
 class FoldedOp:
     """One deployed float op: what the int8 quantizer and the exporters consume."""
 
-    op: str  # conv | depthwise | dense | add | se | avgpool | maxpool | mean | reshape
+    op: str  # conv | depthwise | dense | add | se | attnpool | avgpool | maxpool | mean | reshape
     weights: np.ndarray | None = None
     bias: np.ndarray | None = None
     stride: tuple[int, int] = (1, 1)
@@ -211,6 +212,46 @@ class GlobalAvgPool(nnx.Module):
 
     def folded(self) -> list[FoldedOp]:
         return [FoldedOp("mean")]
+
+
+class AttentionPool(nnx.Module):
+    """Attention pooling: a score per position (the map times a learned vector), softmax over all positions,
+    the map summed with those weights. The scores start at zero, so training starts from average pooling
+    (scaled by the number of positions)."""
+
+    def __init__(self, in_shape: tuple[int, int, int]):
+        h, w, c = in_shape
+        self.positions = h * w
+        self.score = nnx.Param(jnp.zeros((c,), jnp.float32))
+        self.score_bias = nnx.Param(jnp.zeros((1,), jnp.float32))  # no effect on the softmax; kept as deployed
+
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        b, h, w, _ = x.shape
+        scores = jnp.einsum("bhwc,c->bhw", x, self.score[...]) + self.score_bias[...]
+        weights = jax.nn.softmax(scores.reshape(b, h * w), axis=-1).reshape(b, h, w, 1)
+        return jnp.sum(weights * x, axis=(1, 2))
+
+    def folded(self) -> list[FoldedOp]:
+        return [attention_pool_op(np.asarray(self.score[...]), np.asarray(self.score_bias[...]), self.positions)]
+
+
+def attention_pool_op(score: np.ndarray, bias: np.ndarray, positions: int) -> FoldedOp:
+    """The folded attention pool: score weights as a 1x1 convolution to one channel ([1, 1, 1, C])."""
+    return FoldedOp("attnpool", score.reshape(1, 1, 1, -1).astype(np.float32), bias.reshape(1).astype(np.float32),
+                    extra={"positions": int(positions)})
+
+
+def fold_attention_pools(folded: list[FoldedOp]) -> list[FoldedOp]:
+    """The deployed attention pool averages its weighted map (AVERAGE_POOL_2D: no SUM op needed) where the
+    trained one sums it: the first dense op after it takes the factor (positions) in its weights."""
+    out, factor = [], None
+    for f in folded:
+        if f.op == "attnpool":
+            factor = f.extra["positions"]
+        elif f.op == "dense" and factor is not None:
+            f, factor = dataclasses.replace(f, weights=f.weights * np.float32(factor)), None
+        out.append(f)
+    return out
 
 
 class Flatten(nnx.Module):

@@ -18,7 +18,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from nas.models.layers import BN_EPSILON, HARD_SIGMOID_RANGE, FoldedOp, se_op
+from nas.models.layers import (
+    BN_EPSILON,
+    HARD_SIGMOID_RANGE,
+    FoldedOp,
+    attention_pool_op,
+    fold_attention_pools,
+    se_op,
+)
 from search_spaces import spec as S
 
 
@@ -78,9 +85,11 @@ def probe_folded(spec: S.ArchSpec, seed: int = 0) -> list[FoldedOp]:
             ops.append(FoldedOp(kind, stride=layer.stride, size=layer.size))
         elif isinstance(layer, S.GlobalAvgPool):
             ops.append(FoldedOp("mean"))
+        elif isinstance(layer, S.AttentionPool):
+            ops.append(attention_pool_op(_glorot(rng, (cin,), cin, 1), _bias(rng, 1), shape[0] * shape[1]))
         elif isinstance(layer, S.Flatten):
             ops.append(FoldedOp("reshape"))
         elif not isinstance(layer, S.Dropout):  # dropout is nothing at inference
             raise S.SpecError(f"{spec.name}: no deployed op for {layer!r}")
         shape = out_shape
-    return ops
+    return fold_attention_pools(ops)

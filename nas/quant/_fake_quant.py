@@ -14,7 +14,8 @@ Fake quantization mirrors `nas.quant.ptq.quantize_graph` (the grids come from it
 deployed graph's): weights symmetric per output channel with the scale of the current weights
 (``max |w| / 127``); the input, every weighted op's output (its fused ReLU/ReLU6 range) and every ADD
 output snapped to their asymmetric int8 grid and clipped to it; average-pool outputs snapped to their
-input's grid too (the int8 kernel rounds the mean); max pool and reshape are exact on the grid. Biases
+input's grid too (the int8 kernel rounds the mean); max pool and reshape are exact on the grid; a SOFTMAX
+inside the network (attention pooling) snaps to int8's fixed 1/256 softmax grid. Biases
 stay float (their int32 rounding is ~1e-9 of an activation step). Gradients pass straight through
 (identity) the rounding, and are zero where a value was clipped.
 """
@@ -61,7 +62,7 @@ def graph_plan(fg: Int8Graph) -> Plan:
         op = fg.ops[i]
         o = op.options
         if op.kind not in (*WEIGHTED_OPS, OpKind.AVERAGE_POOL_2D, OpKind.MAX_POOL_2D, OpKind.RESHAPE, OpKind.ADD,
-                           OpKind.MUL):
+                           OpKind.MUL, OpKind.SOFTMAX):
             raise ValueError(f"op {i}: {op.kind} is not interpreted")
         if op.kind in (OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D) and o.dilation != (1, 1):
             raise ValueError(f"op {i}: dilated convolution is not interpreted")
@@ -169,8 +170,10 @@ def forward(plan: Plan, params: Params, features: jax.Array, grid: Grid | None =
             y = snap(out, ops.activation(y + params[str(i)]["b"], _ACT[o.activation]))
         elif op.kind == OpKind.ADD:
             y = snap(out, ops.activation(x + env[op.inputs[1]], _ACT[o.activation]))
-        elif op.kind == OpKind.MUL:  # a squeeze-and-excitation gate: [B, 1, 1, C] broadcast over the map
+        elif op.kind == OpKind.MUL:  # a gate broadcast over the map: per channel (SE) or per position (attention)
             y = snap(out, ops.activation(x * env[op.inputs[1]], _ACT[o.activation]))
+        elif op.kind == OpKind.SOFTMAX:  # attention weights, on the int8 softmax's fixed 1/256 grid
+            y = snap(out, jax.nn.softmax(o.beta * x, axis=-1))
         elif op.kind == OpKind.AVERAGE_POOL_2D:
             y = snap(out, ops.pool2d(x, o.filter_size, o.stride, "avg"))  # out shares its input's grid
         elif op.kind == OpKind.MAX_POOL_2D:

@@ -6,7 +6,11 @@ first), CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED with fused ReLU/ReLU6, AVE
 MAX_POOL_2D, global average pooling as a full-window AVERAGE_POOL_2D + RESHAPE (what Arm's DS-CNN
 models use; the int8 kernel needs no requantization), RESHAPE for flatten, ADD for residuals, and a
 final SOFTMAX; a squeeze-and-excitation gate is AVERAGE_POOL_2D + RESHAPE + FULLY_CONNECTED (ReLU) +
-FULLY_CONNECTED (ReLU6) + RESHAPE to [1, 1, 1, C] and a broadcasting MUL of the map by it. This float graph is both the float `.tflite` and the skeleton the int8 quantizer fills.
+FULLY_CONNECTED (ReLU6) + RESHAPE to [1, 1, 1, C] and a broadcasting MUL of the map by it; attention pooling is
+a 1x1 CONV_2D to one channel (the scores) + RESHAPE [1, positions] + SOFTMAX + RESHAPE [1, H, W, 1], a
+broadcasting MUL of the map by those weights, and a full-window AVERAGE_POOL_2D + RESHAPE (the next dense
+layer's weights carry the number of positions, `nas.models.layers.fold_attention_pools`). This float graph is
+both the float `.tflite` and the skeleton the int8 quantizer fills.
 """
 
 from __future__ import annotations
@@ -87,6 +91,21 @@ class _Builder:
         gate = self.op(OpKind.RESHAPE, (s,), (1, 1, 1, c), ReshapeOptions((1, 1, 1, c)))
         return self.op(OpKind.MUL, (x, gate), (n, h, w, c), MulOptions())
 
+    def attention_pool(self, f: FoldedOp, x: int) -> int:
+        """The mean over positions of ``x`` weighted by softmax(1x1 scores) (see `fold_attention_pools`)."""
+        n, h, w, c = self.shape(x)
+        scores = self.weighted(FoldedOp("conv", f.weights, f.bias), x)
+        flat = self.op(OpKind.RESHAPE, (scores,), (1, h * w), ReshapeOptions((-1, h * w)))
+        weights = self.op(OpKind.SOFTMAX, (flat,), (1, h * w), SoftmaxOptions(1.0))
+        weights = self.op(OpKind.RESHAPE, (weights,), (n, h, w, 1), ReshapeOptions((n, h, w, 1)))
+        y = self.op(OpKind.MUL, (x, weights), (n, h, w, c), MulOptions())
+        return self.mean(y)
+
+    def mean(self, x: int) -> int:
+        n, h, w, c = self.shape(x)
+        x = self.op(OpKind.AVERAGE_POOL_2D, (x,), (n, 1, 1, c), Pool2DOptions((h, w), (h, w), Padding.VALID))
+        return self.op(OpKind.RESHAPE, (x,), (1, c), ReshapeOptions((-1, c)))
+
     def flatten(self, x: int) -> int:
         size = int(np.prod(self.shape(x)))
         return self.op(OpKind.RESHAPE, (x,), (1, size), ReshapeOptions((-1, size)))  # -1: batchable in LiteRT
@@ -106,6 +125,8 @@ def float_graph(spec: ArchSpec, folded: Sequence[FoldedOp], metadata: dict[str, 
             x = b.weighted(f, x)
         elif f.op == "se":
             x = b.squeeze_excite(f, x)
+        elif f.op == "attnpool":
+            x = b.attention_pool(f, x)
         elif f.op == "add":
             if block_input is None or b.shape(block_input) != b.shape(x):
                 raise ValueError(f"{spec.name}: a residual ADD without a matching block input")
@@ -116,9 +137,7 @@ def float_graph(spec: ArchSpec, folded: Sequence[FoldedOp], metadata: dict[str, 
             kind = OpKind.AVERAGE_POOL_2D if f.op == "avgpool" else OpKind.MAX_POOL_2D
             x = b.op(kind, (x,), (n, oh, ow, c), Pool2DOptions(f.size, f.stride, Padding.VALID))
         elif f.op == "mean":
-            n, h, w, c = b.shape(x)
-            x = b.op(OpKind.AVERAGE_POOL_2D, (x,), (n, 1, 1, c), Pool2DOptions((h, w), (h, w), Padding.VALID))
-            x = b.op(OpKind.RESHAPE, (x,), (1, c), ReshapeOptions((-1, c)))
+            x = b.mean(x)
         elif f.op == "reshape":
             x = b.flatten(x)
         else:

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from nas.data.layout import scan_corpus
+from nas.data.layout import FOLD_RULES, scan_corpus
 from nas.data.split import (
     TEST,
     TRAIN,
@@ -60,3 +60,22 @@ def test_test_set_speaker_split_is_disjoint_60_20_20(sc_test_set):
     assert 0.1 < len(by_split[TEST]) / n < 0.3
     silence = Counter(corpus.split_of(c) for c in corpus.clips if c.folder == "_silence_")
     assert silence == {TRAIN: 260, VALIDATION: 68, TEST: 80}  # file number modulo 5
+
+
+def test_speaker_folds_partition_train_and_validation_and_keep_the_test_speakers(sc_test_set):
+    """Cross-validating finalists relies on: every train + validation clip is validated in exactly one fold,
+    the test clips never move, and fold 3 is the plain split (its models are the plain final trainings)."""
+    corpus = scan_corpus(sc_test_set)
+    plain = {c.rel_path: corpus.split_of(c, "speaker-60-20-20") for c in corpus.clips}
+    validated: Counter = Counter()
+    for f, rule in enumerate(FOLD_RULES):
+        folds = {c.rel_path: corpus.split_of(c, rule) for c in corpus.clips}
+        assert {p for p, s in folds.items() if s == TEST} == {p for p, s in plain.items() if s == TEST}
+        validated.update(p for p, s in folds.items() if s == VALIDATION)
+        speakers = {s: {c.speaker for c in corpus.clips if folds[c.rel_path] == s and c.word != "_silence_"}
+                    for s in (TRAIN, VALIDATION)}
+        assert not speakers[TRAIN] & speakers[VALIDATION], f"fold {f} is not speaker-disjoint"
+        # ~48 speakers per band and 4-34 clips per speaker: fold sizes vary (727 .. 1,482 clips here)
+        assert 0.1 < sum(s == VALIDATION for s in folds.values()) / len(folds) < 0.35
+    assert folds == plain  # the last fold is the plain split
+    assert set(validated) == {p for p, s in plain.items() if s != TEST} and set(validated.values()) == {1}

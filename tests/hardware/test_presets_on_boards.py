@@ -1,4 +1,4 @@
-"""Every preset (and a gated DS-CNN-S), quantized, runs bit-exact with the golden reference: as generated C on the host (both
+"""Every preset (and DS-CNN-S with gates and attention pooling), quantized, runs bit-exact with the golden reference: as generated C on the host (both
 kernel variants) and in the firmware on all four emulated boards (the DSP variant where the core has it)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from hardware.codegen.host import HostModel
 from hardware.tflite_io import write_tflite
 from nas.quant.float_graph import float_graph
 from nas.quant.ptq import calibrate, quantize_graph
-from search_spaces.base import gated_spec
+from search_spaces.base import attention_pooled_spec, gated_spec
 from search_spaces.presets import PRESET_NAMES, get_preset
 from tests.helpers.models import random_features, randomised_model
 
@@ -26,8 +26,10 @@ def _int8(spec):
 
 @pytest.fixture(scope="module")
 def graphs():
-    # every preset, and DS-CNN-S with a squeeze-and-excitation gate in every block (the broadcasting MUL)
-    specs = {name: get_preset(name) for name in PRESET_NAMES} | {"ds-cnn-s-se": gated_spec(get_preset("ds-cnn-s"))}
+    # every preset, and DS-CNN-S with a squeeze-and-excitation gate in every block (MUL broadcast over positions)
+    # and attention pooling (a SOFTMAX inside the network, MUL broadcast over channels)
+    specs = {name: get_preset(name) for name in PRESET_NAMES} | {
+        "ds-cnn-s-se-attnpool": attention_pooled_spec(gated_spec(get_preset("ds-cnn-s")))}
     return {name: _int8(spec) for name, spec in specs.items()}
 
 

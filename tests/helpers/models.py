@@ -8,14 +8,18 @@ import numpy as np
 from flax import nnx
 
 from nas.models import build_model
-from nas.models.layers import BatchNorm
+from nas.models.layers import AttentionPool, BatchNorm
 
 
 def randomised_model(spec, seed: int):
-    """A model whose batch norms hold random statistics and affine parameters (folding is not trivial)."""
+    """A model whose batch norms hold random statistics and affine parameters (folding is not trivial), and
+    whose attention pools (zero scores when built: uniform weights) weigh positions unevenly."""
     model = build_model(spec, seed)
     rng = np.random.default_rng(seed)
     for _, module in nnx.iter_modules(model):
+        if isinstance(module, AttentionPool):
+            n = module.score[...].shape[0]
+            module.score[...] = jnp.asarray(rng.normal(0, 1.0 / np.sqrt(n), n), jnp.float32)
         if isinstance(module, BatchNorm):
             n = module.mean[...].shape[0]
             module.mean[...] = jnp.asarray(rng.normal(0, 0.3, n), jnp.float32)

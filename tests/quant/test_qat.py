@@ -17,7 +17,7 @@ from nas.quant.float_graph import float_graph
 from nas.quant.ptq import as_graph_input, calibrate, quantize_features, quantize_graph, run_int8
 from nas.quant.qat import qat_finetune, qat_logits
 from nas.train import TrainConfig, prepare_train_data, train
-from search_spaces.spec import ArchSpec, Conv, Dense, DSConv, Flatten, GlobalAvgPool, MaxPool
+from search_spaces.spec import ArchSpec, AttentionPool, Conv, Dense, DSConv, Flatten, GlobalAvgPool, MaxPool
 from tests.helpers.corpus import TINY_WORDS, make_tiny_corpus
 from tests.helpers.models import random_features, randomised_model
 
@@ -30,6 +30,8 @@ RESIDUAL = ArchSpec("res", "test", FRONTEND, (
     Dense(9, batch_norm=True)), 5)
 # a squeeze-and-excitation gate: AVERAGE_POOL_2D, FULLY_CONNECTED twice, RESHAPE to [1, 1, 1, C], MUL
 GATED = ArchSpec("gated", "ds-cnn", FRONTEND, (Conv(8, (10, 4), (2, 2)), DSConv(16, se=8), GlobalAvgPool()), 12)
+# attention pooling: a 1x1 CONV_2D to one channel, SOFTMAX inside the network, MUL by [1, H, W, 1]
+ATTENTION = ArchSpec("attention", "ds-cnn", FRONTEND, (Conv(8, (10, 4), (2, 2)), DSConv(16), AttentionPool()), 12)
 QAT_BATCH = 32  # a few steps per epoch on the tiny corpus's ~200 training clips
 
 
@@ -67,7 +69,8 @@ def _int8_logits(fg, ranges, x: np.ndarray) -> np.ndarray:
 def _graphs(trained):
     fg, _ = trained
     return {"tiny-trained": fg, "residual": float_graph(RESIDUAL, randomised_model(RESIDUAL, 5).folded()),
-            "gated": float_graph(GATED, randomised_model(GATED, 6).folded())}
+            "gated": float_graph(GATED, randomised_model(GATED, 6).folded()),
+            "attention": float_graph(ATTENTION, randomised_model(ATTENTION, 7).folded())}
 
 
 def test_forward_is_the_float_graph_and_fake_quant_tracks_int8(trained) -> None:
@@ -82,8 +85,9 @@ def test_forward_is_the_float_graph_and_fake_quant_tracks_int8(trained) -> None:
         lsb = np.abs(fq - int8) / step  # float32 vs fixed-point requantization: an LSB here and there
         print(f"{name}: fake-quant vs int8 logits: mean {lsb.mean():.3f} LSB, max {lsb.max():.1f} LSB, "
               f"argmax equal {np.mean(fq.argmax(1) == int8.argmax(1)):.3f}")
-        # a gate's LSB scales a whole channel of the map: the gated graph's errors come in larger steps
-        assert lsb.mean() < 0.5 and lsb.max() <= (8 if name == "gated" else 4), name
+        # a gate's LSB scales a whole channel of the map, an attention weight's LSB (1/256, exp in fixed point)
+        # a whole position of it: those graphs' errors come in larger steps
+        assert lsb.mean() < 0.5 and lsb.max() <= (8 if name in ("gated", "attention") else 4), name
         assert np.mean(fq.argmax(1) == int8.argmax(1)) >= 0.9, name
 
 

@@ -1,6 +1,6 @@
-"""Squeeze-and-excitation as a search dimension (``attention=True``): sampled specs carry gates a quarter of
-their block's input channels wide, `params_of` inverts them, a space without the option neither samples nor
-accepts them, and `gated_spec` puts one in every block of a preset."""
+"""Squeeze-and-excitation and attention pooling as search dimensions (``attention=True``): sampled specs carry
+gates a quarter of their block's input channels wide and either pooling head, `params_of` inverts them, a space
+without the option neither samples nor accepts them, and `gated_spec` puts a gate in every block of a preset."""
 
 from __future__ import annotations
 
@@ -11,24 +11,26 @@ from nas.study.config import SearchConfig
 from search_spaces import NotInSpace, get_preset, get_space
 from search_spaces.base import gated_spec, se_width
 from search_spaces.estimate import estimate
-from search_spaces.spec import DSConv
+from search_spaces.spec import AttentionPool, DSConv
 
 
 @pytest.mark.parametrize("name", ["ds-cnn", "micronet"])
 def test_gated_samples_round_trip(name: str) -> None:
     space, plain = get_space(name, attention=True), get_space(name)
-    gated = 0
+    gated = pooled = 0
     for seed in range(30):
         spec = space.sample(optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed)).ask())
         assert space.sample(optuna.trial.FixedTrial(space.params_of(spec))).digest() == spec.digest()
         channels = [shape[-1] for shape in (spec.input_shape, *spec.shapes())]
         gates = [(layer.se, channels[i]) for i, layer in enumerate(spec.layers) if getattr(layer, "se", None)]
         assert all(se == se_width(c) for se, c in gates)
-        if gates:
-            gated += 1
+        attention_head = isinstance(spec.layers[-1], AttentionPool)
+        if gates or attention_head:
+            gated += bool(gates)
+            pooled += attention_head
             with pytest.raises(NotInSpace, match="attention=False"):
                 plain.params_of(spec)
-    assert gated >= 10  # the dimension is really searched
+    assert gated >= 10 and 5 <= pooled <= 25  # both dimensions are really searched
 
 
 def test_gated_spec_and_its_cost() -> None:
