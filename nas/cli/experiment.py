@@ -74,8 +74,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--teachers", help="comma list of presets or spec .json files, trained first")
     t.add_argument("--students", help="comma list of presets or spec .json files")
     t.add_argument("--seeds", help="comma list of training seeds (default 0,1,2)")
-    t.add_argument("--variants", help="comma list of BASE+se / BASE+rank=F, each trained beside its base (\"\": "
-                   "none; default: ds-cnn-s+se and DS-CNN-M, DNN-L at ranks 1/4 and 1/8)")
+    t.add_argument("--variants", help="comma list of BASE+se / BASE+attnpool / BASE+rank=F, each trained beside "
+                   "its base (\"\": none; default: ds-cnn-s+se, ds-cnn-s+attnpool, and DS-CNN-M, DNN-L at ranks 1/4 "
+                   "and 1/8)")
     t.add_argument("--few-shot-words", dest="few_shot_words", type=int,
                    help="words to enrol in the few-shot rows (default 12; 0: none)")
     t.add_argument("--few-shot-base", dest="few_shot_base", help="the few-shot base model (default ds-cnn-l)")

@@ -10,8 +10,9 @@ keywords**.
    over the seeds, the paired bootstrap 95 % interval of the distilled - plain difference (same seeds,
    same test clips), the training cost per step of distillation, and flash/RAM/latency (equal for the
    two: distillation changes the weights, not the network);
-4. every *variant* (``"PRESET+se"``: a gate in every DS block; ``"PRESET+rank=F"``: every 1x1 convolution and
-   body dense layer at rank F of min(in, out)) and its base preset are trained from scratch alike with each
+4. every *variant* (``"PRESET+se"``: a gate in every DS block; ``"PRESET+attnpool"``: attention pooling in
+   place of global average pooling; ``"PRESET+rank=F"``: every 1x1 convolution and body dense layer at rank F
+   of min(in, out)) and its base preset are trained from scratch alike with each
    seed; the table gives both accuracies, the paired interval of the difference, and both networks' flash,
    RAM, latency and executed instructions on the board;
 5. few-shot keywords: a base model trained on the 10 keywords only, and words it never heard enrolled from
@@ -37,7 +38,7 @@ from nas.config_files import build, read_settings, tuples
 from nas.experiments.retrain import FinalJob, FinalSetting, none_for_empty, run_final_jobs
 from nas.study.compare import paired_bootstrap
 from search_spaces import ArchSpec
-from search_spaces.base import gated_spec
+from search_spaces.base import attention_pooled_spec, gated_spec
 from search_spaces.presets import load_spec
 
 
@@ -51,8 +52,9 @@ class TechniquesConfig(FinalSetting):
     epochs: int = 40  # the real-speech experiments' final recipe
     distill_temperature: float = 4.0
     distill_weight: float = 0.5
-    # architecture options against their base network, each trained from scratch: "BASE+se", "BASE+rank=F"
-    variants: tuple[str, ...] = ("ds-cnn-s+se", "ds-cnn-m+rank=0.25", "ds-cnn-m+rank=0.125", "dnn-l+rank=0.25",
+    # architecture options against their base network, each trained from scratch: "BASE+se", "BASE+attnpool",
+    # "BASE+rank=F"
+    variants: tuple[str, ...] = ("ds-cnn-s+se", "ds-cnn-s+attnpool", "ds-cnn-m+rank=0.25", "ds-cnn-m+rank=0.125", "dnn-l+rank=0.25",
                                  "dnn-l+rank=0.125")
     # few-shot keywords: the base (trained on the 10 keywords, seed teacher_seed), the enrolled words (the most
     # frequent source words of _unknown_), k, and the random enrolments per word and k; few_shot_words = 0: none
@@ -80,7 +82,8 @@ def load_techniques_config(path: Path | str | None = None, **overrides: Any) -> 
 
 
 def variant_specs(variant: str) -> tuple[ArchSpec, ArchSpec, str]:
-    """(base, variant, the option in words) of ``"BASE+se"`` or ``"BASE+rank=F"``; `ValueError` naming it."""
+    """(base, variant, the option in words) of ``"BASE+se"``, ``"BASE+attnpool"`` or ``"BASE+rank=F"``;
+    `ValueError` naming it."""
     from nas.train.compress import low_rank_spec
 
     base_name, plus, option = variant.partition("+")
@@ -88,12 +91,14 @@ def variant_specs(variant: str) -> tuple[ArchSpec, ArchSpec, str]:
         base = load_spec(base_name)
         if plus and option == "se":
             return base, gated_spec(base), "squeeze-and-excitation in every block"
+        if plus and option == "attnpool":
+            return base, attention_pooled_spec(base), "attention pooling head"
         if plus and option.startswith("rank="):
             fraction = float(option[5:])
             return base, low_rank_spec(base, fraction), f"low rank, {fraction:g} of min(in, out)"
     except ValueError as e:
         raise ValueError(f"variant {variant!r}: {e}") from None
-    raise ValueError(f"variant {variant!r}: expected BASE+se or BASE+rank=F (F in (0, 1))")
+    raise ValueError(f"variant {variant!r}: expected BASE+se, BASE+attnpool or BASE+rank=F (F in (0, 1))")
 
 
 @dataclass
