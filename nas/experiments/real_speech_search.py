@@ -82,7 +82,7 @@ class RealSearchConfig(FinalSetting):
     # How an arm's pick is chosen among its finalists: "validation" = mean int8 validation accuracy of the final
     # trainings (727 clips); "cross-validation" = int8 accuracy pooled over the speaker folds of train +
     # validation (every one of their 3,976 clips scored once, by a model that did not train on its speaker).
-    selection: str = "validation"
+    selection: str = "cross-validation"
 
     def __post_init__(self) -> None:
         if len(self.spaces) != len(self.targets):
