@@ -36,6 +36,7 @@ import numpy as np
 
 from nas.config_files import build, read_settings, tuples
 from nas.experiments.retrain import FinalJob, FinalSetting, none_for_empty, run_final_jobs
+from nas.experiments.seed_techniques_plots import write_plots
 from nas.study.compare import paired_bootstrap
 from search_spaces import ArchSpec
 from search_spaces.base import attention_pooled_spec, gated_spec
@@ -293,7 +294,7 @@ def write_outputs(result: TechniquesResult, out_dir: Path, command: str) -> list
     out_dir.mkdir(parents=True, exist_ok=True)
     md, js = out_dir / "table.md", out_dir / "table.json"
     md.write_text(render_markdown(result, command))
-    js.write_text(json.dumps({"command": command, "config": result.config.to_dict(), "teachers": result.teachers,
-                              "rows": result.rows, "variants": result.variants, "few_shot": result.few_shot,
-                              "wall_time_s": result.wall_time_s}, indent=2, default=str) + "\n")
-    return [md, js]
+    table = {"command": command, "config": result.config.to_dict(), "teachers": result.teachers, "rows": result.rows,
+             "variants": result.variants, "few_shot": result.few_shot, "wall_time_s": result.wall_time_s}
+    js.write_text(json.dumps(table, indent=2, default=str) + "\n")
+    return [md, js, *write_plots(json.loads(js.read_text()), out_dir)]

@@ -54,6 +54,8 @@ def test_seed_techniques_small(tmp_path: Path, tiny_corpus: Path, monkeypatch: p
     md = Path("results/st/table.md").read_text()
     assert "## Few-shot keywords" in md
     assert "| dnn-s |" in md and "| dnn-s+rank=0.25 | low rank, 0.25 of min(in, out) |" in md
+    for plot in ("techniques.png", "few-shot.png"):  # drawn from table.json
+        assert Path("results/st", plot).stat().st_size > 10_000, plot
     t0 = time.perf_counter()
     assert nas_main(args) == 0  # every training cached: nothing runs again
     assert time.perf_counter() - t0 < 30
