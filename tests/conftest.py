@@ -41,14 +41,22 @@ def tiny_corpus(tmp_path: Path) -> Path:
 # ---- fault and fuzz counts: each reliability test reports what it injected, shown at the end of the run ----
 
 _FAULT_COUNTS: list[str] = []
+_FAULT_KEY = "kwsnas_fault_count"
 
 
 @pytest.fixture()
-def fault_counts():
-    """``fault_counts(what, injected=, survived=, lost=)``: recorded and printed in pytest's summary."""
+def fault_counts(request: pytest.FixtureRequest):
+    """``fault_counts(what, injected=, survived=, lost=)``: recorded and printed in pytest's summary. The line
+    rides on the test's report (``user_properties``), so it reaches the summary from pytest-xdist workers too."""
     def record(what: str, *, injected: int, survived: int, lost: int) -> None:
-        _FAULT_COUNTS.append(f"{what}: {injected} injected, {survived} survived, {lost} lost")
+        request.node.user_properties.append((_FAULT_KEY, f"{what}: {injected} injected, {survived} survived, "
+                                                         f"{lost} lost"))
     return record
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call":
+        _FAULT_COUNTS.extend(line for key, line in report.user_properties if key == _FAULT_KEY)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:

@@ -57,6 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--picks", type=int, help="best search trials per arm to retrain with every final seed")
     r.add_argument("--final-seeds", dest="final_seeds", help="comma list of training seeds (default 0,1,2)")
     r.add_argument("--final-epochs", dest="final_epochs", type=int)
+    r.add_argument("--attention", action="store_true", default=None,
+                   help="the search arm's space also offers a squeeze-and-excitation gate per block and attention "
+                   "pooling (ds-cnn and micronet)")
     r.add_argument("--selection", choices=("validation", "cross-validation"),
                    help="how an arm's pick is chosen among its finalists: mean validation accuracy of the final "
                    "trainings, or accuracy pooled over the speaker folds of train + validation (3 more trainings "
@@ -171,7 +174,8 @@ def _real_speech_search(args: argparse.Namespace) -> int:
                                   search_epochs=args.search_epochs, min_epochs=args.min_epochs,
                                   control_epochs=args.control_epochs, picks=args.picks,
                                   final_seeds=None if seeds is None else tuple(int(s) for s in seeds),
-                                  final_epochs=args.final_epochs, selection=args.selection, name=args.name)
+                                  final_epochs=args.final_epochs, selection=args.selection, attention=args.attention,
+                                  name=args.name)
     out = args.out or Path("results") / cfg.name
     result = run_real_speech_search(cfg, out)
     write_outputs(result, out, _command_line("nas experiment real-speech-search"))

@@ -79,6 +79,7 @@ class RealSearchConfig(FinalSetting):
     final_seeds: tuple[int, ...] = (0, 1, 2)
     final_epochs: int = 40
     scale_seeds: bool = True  # the search arm also starts from its seeds' copies scaled to the budgets
+    attention: bool = False  # the search arm's space also offers SE gates per block and attention pooling
     # How an arm's pick is chosen among its finalists: "validation" = mean int8 validation accuracy of the final
     # trainings (727 clips); "cross-validation" = int8 accuracy pooled over the speaker folds of train +
     # validation (every one of their 3,976 clips scored once, by a model that did not train on its speaker).
@@ -111,7 +112,7 @@ class RealSearchConfig(FinalSetting):
                       trials=None, time_limit_s=60.0 * self.search_minutes, storage=None)
         if arm == "search":
             return SearchConfig(**common, objectives=("error",), sampler=self.sampler, warm_start=True,
-                                seed_archs=(target,), scale_seeds=self.scale_seeds,
+                                seed_archs=(target,), scale_seeds=self.scale_seeds, attention=self.attention,
                                 static_filter=True, train=TrainBudget(epochs=self.search_epochs,
                                                                       min_epochs=self.min_epochs,
                                                                       reduction_factor=self.reduction_factor))
