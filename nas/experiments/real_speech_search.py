@@ -158,11 +158,12 @@ def _stop_running(study: Any, why: str) -> int:
     return n
 
 
-def run_timed_search(scfg: Any, minutes: float) -> dict[str, Any]:
-    """Search until ``minutes`` of wall-clock time have been spent on this study (over all invocations)."""
+def run_timed_search(scfg: Any, minutes: float) -> tuple[dict[str, Any], Any]:
+    """Search until ``minutes`` of wall-clock time have been spent on this study (over all invocations);
+    returns the timing and the study."""
     study = open_study(scfg)
     if study.user_attrs.get(FINISHED_ATTR):  # read, never changed: no seeds are queued into a finished arm
-        return {"elapsed_s": float(study.user_attrs.get(TIMED_ATTR, 0.0)), "resumed": False}
+        return {"elapsed_s": float(study.user_attrs.get(TIMED_ATTR, 0.0)), "resumed": False}, study
     scfg, study, _, _ = start_search(scfg)
     elapsed = float(study.user_attrs.get(TIMED_ATTR, 0.0))
     _stop_running(study, "abandoned: the experiment was stopped")  # left by an interrupted earlier invocation
@@ -188,7 +189,7 @@ def run_timed_search(scfg: Any, minutes: float) -> dict[str, Any]:
                            "command again to resume it")
     study.set_user_attr(FINISHED_ATTR, True)
     log.info("%s: searched %.1f min; %d running trial(s) stopped at the limit", scfg.name, saved / 60, stopped)
-    return {"elapsed_s": min(saved, limit), "stopped_at_limit": stopped}
+    return {"elapsed_s": min(saved, limit), "stopped_at_limit": stopped}, study
 
 
 def best_trials(study: Any, scfg: Any, k: int, exclude: set[str]) -> list[Any]:
@@ -265,8 +266,7 @@ def run_real_speech_search(cfg: RealSearchConfig, out_dir: Path) -> RealSearchRe
         plan.append((target, "preset", target, preset, {}))
         for arm in cfg.arms(target):
             scfg = cfg.study_config(target, arm, budgets)
-            timing = run_timed_search(scfg, cfg.search_minutes)
-            study = open_study(scfg)
+            timing, study = run_timed_search(scfg, cfg.search_minutes)
             # Its trials were measured against the budgets it was created with (today's firmware may measure
             # the target a few bytes apart): finalists are chosen under those; the verdict re-measures both.
             scfg = dataclasses.replace(scfg, budgets=study.user_attrs[CONFIG_ATTR]["budgets"])

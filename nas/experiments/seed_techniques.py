@@ -12,9 +12,9 @@ keywords**.
    two: distillation changes the weights, not the network);
 4. every *variant* (``"PRESET+se"``: a gate in every DS block; ``"PRESET+attnpool"``: attention pooling in
    place of global average pooling; ``"PRESET+rank=F"``: every 1x1 convolution and body dense layer at rank F
-   of min(in, out)) and its base preset are trained from scratch alike with each
-   seed; the table gives both accuracies, the paired interval of the difference, and both networks' flash,
-   RAM, latency and executed instructions on the board;
+   of min(in, out)) and its base preset are trained from scratch alike with each seed; the table gives both
+   accuracies, the paired interval of the difference, and both networks' flash, RAM, latency and executed
+   instructions on the board;
 5. few-shot keywords: a base model trained on the 10 keywords only, and words it never heard enrolled from
    k = 1, 5, 10 clips of training-split speakers, scored on the other speakers (`nas.experiments.few_shot`).
 
@@ -55,8 +55,8 @@ class TechniquesConfig(FinalSetting):
     distill_weight: float = 0.5
     # architecture options against their base network, each trained from scratch: "BASE+se", "BASE+attnpool",
     # "BASE+rank=F"
-    variants: tuple[str, ...] = ("ds-cnn-s+se", "ds-cnn-s+attnpool", "ds-cnn-m+rank=0.25", "ds-cnn-m+rank=0.125", "dnn-l+rank=0.25",
-                                 "dnn-l+rank=0.125")
+    variants: tuple[str, ...] = ("ds-cnn-s+se", "ds-cnn-s+attnpool", "ds-cnn-m+rank=0.25", "ds-cnn-m+rank=0.125",
+                                 "dnn-l+rank=0.25", "dnn-l+rank=0.125")
     # few-shot keywords: the base (trained on the 10 keywords, seed teacher_seed), the enrolled words (the most
     # frequent source words of _unknown_), k, and the random enrolments per word and k; few_shot_words = 0: none
     few_shot_base: str = "ds-cnn-l"
@@ -296,5 +296,6 @@ def write_outputs(result: TechniquesResult, out_dir: Path, command: str) -> list
     md.write_text(render_markdown(result, command))
     table = {"command": command, "config": result.config.to_dict(), "teachers": result.teachers, "rows": result.rows,
              "variants": result.variants, "few_shot": result.few_shot, "wall_time_s": result.wall_time_s}
-    js.write_text(json.dumps(table, indent=2, default=str) + "\n")
-    return [md, js, *write_plots(json.loads(js.read_text()), out_dir)]
+    text = json.dumps(table, indent=2, default=str)
+    js.write_text(text + "\n")
+    return [md, js, *write_plots(json.loads(text), out_dir)]  # plots read what table.json holds

@@ -222,22 +222,22 @@ class AttentionPool(nnx.Module):
     def __init__(self, in_shape: tuple[int, int, int]):
         h, w, c = in_shape
         self.positions = h * w
-        self.score = nnx.Param(jnp.zeros((c,), jnp.float32))
-        self.score_bias = nnx.Param(jnp.zeros((1,), jnp.float32))  # no effect on the softmax; kept as deployed
+        self.score = nnx.Param(jnp.zeros((c,), jnp.float32))  # no bias: a shared shift leaves the softmax as is
 
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         b, h, w, _ = x.shape
-        scores = jnp.einsum("bhwc,c->bhw", x, self.score[...]) + self.score_bias[...]
+        scores = jnp.einsum("bhwc,c->bhw", x, self.score[...])
         weights = jax.nn.softmax(scores.reshape(b, h * w), axis=-1).reshape(b, h, w, 1)
         return jnp.sum(weights * x, axis=(1, 2))
 
     def folded(self) -> list[FoldedOp]:
-        return [attention_pool_op(np.asarray(self.score[...]), np.asarray(self.score_bias[...]), self.positions)]
+        return [attention_pool_op(np.asarray(self.score[...]), self.positions)]
 
 
-def attention_pool_op(score: np.ndarray, bias: np.ndarray, positions: int) -> FoldedOp:
-    """The folded attention pool: score weights as a 1x1 convolution to one channel ([1, 1, 1, C])."""
-    return FoldedOp("attnpool", score.reshape(1, 1, 1, -1).astype(np.float32), bias.reshape(1).astype(np.float32),
+def attention_pool_op(score: np.ndarray, positions: int) -> FoldedOp:
+    """The folded attention pool: score weights as a 1x1 convolution to one channel ([1, 1, 1, C]), zero bias
+    (the int8 CONV_2D carries one)."""
+    return FoldedOp("attnpool", score.reshape(1, 1, 1, -1).astype(np.float32), np.zeros(1, np.float32),
                     extra={"positions": int(positions)})
 
 

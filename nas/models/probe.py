@@ -86,7 +86,7 @@ def probe_folded(spec: S.ArchSpec, seed: int = 0) -> list[FoldedOp]:
         elif isinstance(layer, S.GlobalAvgPool):
             ops.append(FoldedOp("mean"))
         elif isinstance(layer, S.AttentionPool):
-            ops.append(attention_pool_op(_glorot(rng, (cin,), cin, 1), _bias(rng, 1), shape[0] * shape[1]))
+            ops.append(attention_pool_op(_glorot(rng, (cin,), cin, 1), shape[0] * shape[1]))
         elif isinstance(layer, S.Flatten):
             ops.append(FoldedOp("reshape"))
         elif not isinstance(layer, S.Dropout):  # dropout is nothing at inference

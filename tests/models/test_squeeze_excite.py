@@ -13,20 +13,15 @@ import pytest
 from flax import nnx
 
 from hardware import reference
-from hardware.codegen.host import HostModel
 from hardware.graph import OpKind
-from hardware.tflite_io import read_tflite, write_tflite
-from nas.models import build_model
 from nas.models.layers import DSBlock
-from nas.models.probe import probe_folded
 from nas.quant.float_graph import float_graph
-from nas.quant.ptq import as_graph_input, calibrate, quantize_features, quantize_graph
-from search_spaces.estimate import estimate
+from nas.quant.ptq import as_graph_input
 from search_spaces.presets import get_preset
 from search_spaces.spec import DSConv
+from tests.helpers.deploy_checks import check_estimate_and_probe, check_int8_bit_exact  # needs tflite-micro
 from tests.helpers.models import random_features, randomised_model
 from tests.helpers.one_step import check_build_and_one_step
-from tests.helpers.tflm import compare_with_tflm  # skips this module without tflite-micro
 
 
 def with_se(name: str, se: int = 16, **changes) -> object:
@@ -72,36 +67,12 @@ def test_float_graph_is_the_model_with_gates(which: str) -> None:
 @pytest.mark.parametrize("which", SPECS)
 def test_int8_gates_are_bit_exact_with_tflm_and_the_generated_c(which: str) -> None:
     spec = SPECS[which]()
-    fg = float_graph(spec, _model(spec, 4).folded())
-    q = quantize_graph(fg, calibrate(fg, random_features(spec, 64, 1), clip_percent=0))
-    data = write_tflite(q)
-    assert read_tflite(data) == q
-    xs = quantize_features(as_graph_input(random_features(spec, 8, 2)), q.tensors[q.inputs[0]].quantization)
-    compared, differing = compare_with_tflm(q, data, xs)
-    assert compared > 0 and differing == 0
-    for variant in ("plain", "dsp"):
-        got = HostModel(q, variant).run(xs)
-        want = reference.run(q, xs)[0]
-        assert np.array_equal(np.asarray(got).reshape(want.shape), want), variant
-    # the int8 network still computes the float one's function (the gate's clamp is exact in both)
-    probs = reference.run(fg, as_graph_input(random_features(spec, 8, 2)))[0].reshape(8, -1)
-    int8 = (reference.run(q, xs)[0].reshape(8, -1).astype(np.float64) + 128) / 256
-    assert np.abs(int8 - probs).max() < 0.25  # random weights: a loose check, as for the presets
+    check_int8_bit_exact(spec, _model(spec, 4))  # the gate's clamp is exact in float and int8 alike
 
 
 @pytest.mark.parametrize("which", SPECS)
 def test_estimate_and_probe_match_the_graph(which: str) -> None:
-    spec = SPECS[which]()
-    fg = float_graph(spec, build_model(spec, 0).folded())
-    weights = sum(fg.tensors[i].data.size for op in fg.ops if op.kind in (OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D,
-                                                                         OpKind.FULLY_CONNECTED)
-                  for i in op.inputs[1:])
-    assert estimate(spec).params == weights
-    trained, probed = build_model(spec, 0).folded(), probe_folded(spec)
-    assert [(f.op, None if f.weights is None else f.weights.shape) for f in trained] == \
-        [(f.op, None if f.weights is None else f.weights.shape) for f in probed]
-    pf = float_graph(spec, probed)
-    assert [op.kind for op in pf.ops] == [op.kind for op in fg.ops]
+    check_estimate_and_probe(SPECS[which]())
 
 
 def test_a_training_step_with_gates() -> None:
