@@ -103,13 +103,14 @@ KWS_HELPER int8_t kws_sat8(int32_t y, int32_t lo, int32_t hi)
 /* int16 position of tap j inside its group of 4: (t0, t2), (t1, t3). */
 #define KWS_PERM(j) (((j) & ~3) | (((j) & 1) << 1) | (((j) >> 1) & 1))
 
-/* Widen k int8 values (+ off) into col[0..k4): word at a time when k % 4 == 0 (x word aligned). */
+/* Widen k int8 values (+ off) into col[0..k4): a word at a time (aligned loads when k % 4 == 0), the
+ * last group's taps one by one. */
 KWS_HELPER void kws_widen(const int8_t *x, int16_t *col, int k, int32_t off)
 {
     const int k4 = (k + 3) & ~3;
+    const uint32_t off2 = (uint16_t)off * 0x00010001u;
+    kws_u32a *d = (kws_u32a *)col;
     if (k % 4 == 0) {
-        const uint32_t off2 = (uint16_t)off * 0x00010001u;
-        kws_u32a *d = (kws_u32a *)col;
         for (int j = 0; j < k; j += 4) {
             const uint32_t v = kws_ld32(x + j);
             d[0] = __sxtab16(off2, v);
@@ -118,10 +119,14 @@ KWS_HELPER void kws_widen(const int8_t *x, int16_t *col, int k, int32_t off)
         }
         return;
     }
-    for (int j = 0; j < k; j++)
-        col[KWS_PERM(j)] = (int16_t)(x[j] + off);
-    for (int j = k; j < k4; j++)
-        col[KWS_PERM(j)] = 0;
+    int j = 0;
+    for (; j + 4 <= k; j += 4, d += 2) { /* whole groups a word at a time (x need not be aligned) */
+        const uint32_t v = kws_ld32u(x + j);
+        d[0] = __sxtab16(off2, v);
+        d[1] = kws_sxtab16_ror8(off2, v);
+    }
+    for (; j < k4; j++)
+        col[KWS_PERM(j)] = (int16_t)(j < k ? x[j] + off : 0);
 }
 
 /* im2col of output pixel p: K = kh*kw*ic values in weight order, 0 for taps outside the input. */
@@ -144,6 +149,23 @@ KWS_HELPER void kws_im2col(const int8_t *in, int16_t *col, int p, int ih, int iw
                 d += ic / 2;
             }
         }
+        return;
+    }
+    if (x0 == 0 && kw == iw && dw == 1 && dh == 1 && y0 >= 0 && y0 + kh <= ih) {
+        /* the window's rows are whole input rows one after another (a 1-D convolution over frames):
+         * K contiguous bytes, widened a word at a time, then the last group's taps one by one */
+        const int k = kh * kw * ic, k4 = (k + 3) & ~3;
+        const int8_t *xp = in + (b * ih + y0) * iw * ic;
+        const uint32_t off2 = (uint16_t)in_off * 0x00010001u;
+        kws_u32a *d = (kws_u32a *)col;
+        int t = 0;
+        for (; t + 4 <= k; t += 4, d += 2) {
+            const uint32_t v = kws_ld32u(xp + t);
+            d[0] = __sxtab16(off2, v);
+            d[1] = kws_sxtab16_ror8(off2, v);
+        }
+        for (; t < k4; t++)
+            col[KWS_PERM(t)] = (int16_t)(t < k ? xp[t] + in_off : 0);
         return;
     }
     int j = 0;
@@ -437,7 +459,21 @@ KWS_KERNEL void kws_fc_dsp(const int8_t *in, int8_t *out, const void *w, int wid
         w_off = 0; /* folded into the int16 weights */
     if (rows == 1) {
         kws_widen(in, col, depth, in_off);
-        kws_gemm(col, col, 0, w, wide, bias, q, rsh, k4, oc, w_off, out_off, lo, hi, mode, out, 0);
+        int o = 0;
+        if (!wide && w_off == 0 && 2 * k4 + 8 <= 1020) /* 4 channels a pass (kws_fc4_loop's LDRD offset) */
+            for (; o + 4 <= oc; o += 4) { /* scalar accumulators stay in registers through the requantization */
+                int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+                if (bias)
+                    a0 = bias[o], a1 = bias[o + 1], a2 = bias[o + 2], a3 = bias[o + 3];
+                kws_fc4_loop(col, (const int8_t *)w + o * k4, 2 * k4, k4 / 4, &a0, &a1, &a2, &a3);
+                out[o] = kws_sat8(kws_rq(a0, q + 2 * o, rsh[o], out_off, mode), lo, hi);
+                out[o + 1] = kws_sat8(kws_rq(a1, q + 2 * o + 2, rsh[o + 1], out_off, mode), lo, hi);
+                out[o + 2] = kws_sat8(kws_rq(a2, q + 2 * o + 4, rsh[o + 2], out_off, mode), lo, hi);
+                out[o + 3] = kws_sat8(kws_rq(a3, q + 2 * o + 6, rsh[o + 3], out_off, mode), lo, hi);
+            }
+        if (o < oc)
+            kws_gemm(col, col, 0, (const int8_t *)w + o * k4 * (wide ? 2 : 1), wide, bias ? bias + o : 0, q + 2 * o,
+                     rsh + o, k4, oc - o, w_off, out_off, lo, hi, mode, out + o, 0);
         return;
     }
     for (int i = 0; i < rows; i += 2) {
@@ -624,6 +660,115 @@ KWS_KERNEL void kws_dwconv_dsp(const int8_t *in, int8_t *out, const void *w, int
     }
 }
 
+
+/* The int16 pair words of filter rows (ky, ky + 1) (or the odd last row, v = 0) for the padded
+ * columns [x0, x1) of one group of 4 channels, in kws_dw_pairs' layout (word `slot` of each
+ * column's 2*kh). u, v: the rows' words at column x0 stepping `su`, `sv` bytes a column (0 and a
+ * zero-point word for a row outside the input, whose pairs come out exactly 0). */
+KWS_HELPER void kws_dwr_put(kws_u32a *pb, int wpc, int slot, int x0, int x1, const int8_t *u, int su,
+                            const int8_t *v, int sv, uint32_t off2)
+{
+    kws_u32a *d = pb + x0 * wpc + slot;
+    if (!v) {
+        for (int x = x0; x < x1; x++, u += su, d += wpc) {
+            const uint32_t a = kws_ld32(u);
+            d[0] = __sxtab16(off2, a);
+            d[1] = kws_sxtab16_ror8(off2, a);
+        }
+        return;
+    }
+    for (int x = x0; x < x1; x++, u += su, v += sv, d += wpc) {
+        const uint32_t a = kws_ld32(u), b = kws_ld32(v);
+        const uint32_t l = kws_pkhbt(a, b), h = kws_pkhtb(a, b); /* [a0 a1 b0 b1], [a2 a3 b2 b3] */
+        d[0] = __sxtab16(off2, l);
+        d[1] = kws_sxtab16_ror8(off2, l);
+        d[2] = __sxtab16(off2, h);
+        d[3] = kws_sxtab16_ror8(off2, h);
+    }
+}
+
+/* DEPTHWISE_CONV_2D, depth multiplier 1, ic % 4 == 0, any stride, dilation and padding, in a
+ * small scratch (where kws_dwconv_dsp's window of whole input rows does not fit): one output row
+ * at a time; per group of 4 channels the pair words of the row's window columns are built
+ * straight from the input (kws_dwr_put; rows and columns outside the input give pairs of 0, as
+ * padding must), every output pixel takes kws_dwconv_dsp's MACs and requantization, and its 4
+ * outputs go to a row buffer, copied to the output once the whole row is done: the output may
+ * overlap any input row that later rows do not read (one buffered group per output row).
+ * Scratch: the pair words (ncols * 2 kh), the row (ow * ic bytes), then the weights widened all
+ * at once (wide = 0) or one group at a time (wide = 2). Rows bottom up in reverse order. */
+KWS_KERNEL void kws_dwrow_dsp(const int8_t *in, int8_t *out, const void *w, int wide, const int32_t *bias,
+                              const int32_t *q, const int8_t *rsh, int8_t *scratch, int n, int ih, int iw, int ic,
+                              int oh, int ow, int kh, int kw, int sh, int sw, int dh, int dw, int pt, int pl,
+                              int32_t in_off, int32_t out_off, int32_t lo, int32_t hi, int rev, int mode)
+{
+    const uint32_t off2 = (uint16_t)in_off * 0x00010001u;
+    const uint32_t zp4 = (uint8_t)(-in_off) * 0x01010101u;
+    const int ncols = (ow - 1) * sw + (kw - 1) * dw + 1, wpc = 2 * kh, rowb = ow * ic;
+    kws_u32a *pb = (kws_u32a *)scratch;
+    int8_t *rb = (int8_t *)(pb + ncols * wpc);
+    kws_u32a *wb = (kws_u32a *)(rb + rowb);
+    const kws_u32a *w16 = wide == 1 ? (const kws_u32a *)w : wb;
+    if (wide == 0)
+        kws_dw_widen(w, wb, ic / 4 * kw * kh, mode == 2);
+    const int cx0 = pl < ncols ? pl : ncols, cx1 = pl + iw < ncols ? pl + iw : ncols; /* input columns */
+    for (int j = 0; j < cx0 * wpc; j++)
+        pb[j] = 0;
+    for (int j = cx1 * wpc; j < ncols * wpc; j++)
+        pb[j] = 0;
+    const int8_t *zw = (const int8_t *)&zp4;
+    for (int bi = 0; bi < n; bi++) {
+        const int b = KWS_IDX(bi, n, rev);
+        for (int yi = 0; yi < oh; yi++) {
+            const int oy = KWS_IDX(yi, oh, rev), top = oy * sh - pt;
+            for (int c = 0; c < ic; c += 4) {
+                for (int ky = 0; ky < kh; ky += 2) {
+                    const int r0 = top + ky * dh, r1 = r0 + dh;
+                    const int in0 = r0 >= 0 && r0 < ih, in1 = ky + 1 < kh && r1 >= 0 && r1 < ih;
+                    const int8_t *u = in0 ? in + ((b * ih + r0) * iw + cx0 - pl) * ic + c : zw;
+                    const int8_t *v = ky + 1 >= kh ? 0 : in1 ? in + ((b * ih + r1) * iw + cx0 - pl) * ic + c : zw;
+                    kws_dwr_put(pb, wpc, 2 * ky, cx0, cx1, u, in0 ? ic : 0, v, in1 ? ic : 0, off2);
+                }
+                const kws_u32a *wg = w16 + c / 4 * kw * wpc;
+                if (wide == 2) {
+                    kws_dw_widen((const kws_u32a *)w + c / 4 * kw * kh, wb, kw * kh, mode == 2);
+                    wg = wb;
+                }
+                const int32_t *qc = q + 2 * c;
+                const int8_t *sc = rsh + c;
+                int32_t b0 = 0, b1 = 0, b2 = 0, b3 = 0;
+                if (bias) {
+                    uint32_t u0, u1, u2, u3;
+                    kws_ld2(bias + c, &u0, &u1);
+                    kws_ld2(bias + c + 2, &u2, &u3);
+                    b0 = (int32_t)u0, b1 = (int32_t)u1, b2 = (int32_t)u2, b3 = (int32_t)u3;
+                }
+                for (int ox = 0; ox < ow; ox++) {
+                    const kws_u32a *wp = wg;
+                    int32_t a0 = b0, a1 = b1, a2 = b2, a3 = b3;
+                    const kws_u32a *pp = pb + ox * sw * wpc;
+                    KWS_UNROLL
+                    for (int kx = 0; kx < kw; kx++) {
+                        KWS_UNROLL
+                        for (int ky = 0; ky + 1 < kh; ky += 2)
+                            kws_dw_pair(&pp, &wp, &a0, &a1, &a2, &a3);
+                        if (kh & 1)
+                            kws_dw_odd(&pp, &wp, &a0, &a1, &a2, &a3);
+                        pp += (dw - 1) * wpc;
+                    }
+                    int8_t *yc = rb + ox * ic + c;
+                    yc[0] = kws_sat8(kws_rq_dw(a0, qc, sc[0], out_off, mode), lo, hi);
+                    yc[1] = kws_sat8(kws_rq_dw(a1, qc + 2, sc[1], out_off, mode), lo, hi);
+                    yc[2] = kws_sat8(kws_rq_dw(a2, qc + 4, sc[2], out_off, mode), lo, hi);
+                    yc[3] = kws_sat8(kws_rq_dw(a3, qc + 6, sc[3], out_off, mode), lo, hi);
+                }
+            }
+            kws_u32a *y = (kws_u32a *)(out + (b * oh + oy) * rowb);
+            const kws_u32a *s = (const kws_u32a *)rb;
+            for (int j = 0; j < rowb / 4; j++)
+                y[j] = s[j];
+        }
+    }
+}
 
 /* ---- depthwise over whole channel planes (kws_dwplane_dsp) ---- */
 

@@ -101,12 +101,14 @@ def test_large_depthwise_scratch_only_where_the_arena_allows(cache, monkeypatch)
     core = int8_core(g).graph
     small = _lower.lower(core, core.ops[0], "dsp", 0)
     big = _lower.lower(core, core.ops[0], "dsp", 0, dw_scratch=_lower.MAX_DW_SCRATCH_BYTES)
-    assert small.kernel == "dwconv" and big.kernel == "dwconv_dsp" and big.scratch_bytes > _lower.MAX_SCRATCH_BYTES
+    # the window of whole input rows needs the larger scratch; the row kernel fits the small one
+    assert small.kernel == "dwrow_dsp" and small.scratch_bytes <= _lower.MAX_SCRATCH_BYTES
+    assert big.kernel == "dwconv_dsp" and big.scratch_bytes > _lower.MAX_SCRATCH_BYTES
     gm = _check_exact(g, "dsp", cache, seed=3)
     with monkeypatch.context() as m:
         m.setattr(_lower, "MAX_DW_SCRATCH_BYTES", _lower.MAX_SCRATCH_BYTES)
         fallback = generate(g, "dsp")
-    assert fallback.kernels[0] == "dwconv" and gm.arena_bytes <= fallback.arena_bytes
+    assert fallback.kernels[0] == "dwrow_dsp" and gm.arena_bytes <= fallback.arena_bytes
     assert gm.kernels[0] == "dwconv_dsp"  # here the window fits beside the in-place input/output
 
 
@@ -280,6 +282,11 @@ def _one_op_graphs():
     cases.append(("dw3x3", b.finish([b.depthwise(b.input, (3, 3), spread=1.0)])))
     b = builder((1, 9, 7, 8))
     cases.append(("dw5x3s2", b.finish([b.depthwise(b.input, (5, 3), (2, 1), spread=1.0)])))
+    b = builder((1, 11, 9, 160))  # whole input rows do not fit the scratch: kws_dwrow_dsp
+    cases.append(("dw3x3s2_dwrow", b.finish([b.depthwise(b.input, (3, 3), (2, 2), spread=1.0)])))
+    b = builder((1, 12, 10, 200))
+    cases.append(("dw4x3dil_dwrow", b.finish([b.depthwise(b.input, (4, 3), (1, 2), Padding.VALID, dilation=(2, 1),
+                                                         spread=1.0)])))
     b = builder((1, 9, 7, 3))
     cases.append(("dw_mult2", b.finish([b.depthwise(b.input, (3, 3), mult=2)])))
     b = builder((1, 8, 6, 16))
@@ -288,6 +295,8 @@ def _one_op_graphs():
     cases.append(("pw_grow", b.finish([b.conv(b.input, 20, (1, 1))])))
     b = builder((1, 21, 10, 1), zp=-20)
     cases.append(("stem10x4s2", b.finish([b.conv(b.input, 16, (10, 4), (2, 2))])))
+    b = builder((1, 12, 1, 13))  # a 1-D convolution over frames: interior windows are contiguous bytes
+    cases.append(("conv1d_k3", b.finish([b.conv(b.input, 8, (3, 1))])))
     b = builder((1, 9, 7, 6))
     cases.append(("conv3x3", b.finish([b.conv(b.input, 6, (3, 3))])))
     b = builder((1, 9, 7, 4))
@@ -540,3 +549,28 @@ def test_asm_kernel_paths_bit_exact_on_the_emulated_m4(h):
         tall = EmulatorEvaluator(variant="dsp", checks=3).measure(write_tflite(_tall_window_graph(7)),
                                                                    get_board("mps2-an386"))
         assert tall.ok and tall.output_match is True, tall.error
+
+
+def test_row_depthwise_takes_what_the_window_kernel_cannot(cache, monkeypatch):
+    """Strided, dilated and VALID depthwise layers too wide for kws_dwconv_dsp's window of whole
+    input rows run the DSP row kernel in the small scratch, bit-exact, with the output in place
+    over the input, and its int8 weights widened a group at a time (small scratch) or, where a
+    larger scratch is allowed, all at once."""
+    from hardware.codegen import _lower
+
+    def weight_mode(gm):
+        return re.search(r"kws_dwrow_dsp\([^,]+, [^,]+, [^,]+, (\d),", gm.files["kws_model.c"]).group(1)
+
+    for name, graph in _one_op_graphs():
+        if not name.endswith("_dwrow"):
+            continue
+        core = int8_core(graph).graph
+        low = _lower.lower(core, core.ops[0], "dsp", 0)
+        assert low.kernel == "dwrow_dsp" and low.scratch_bytes <= _lower.MAX_SCRATCH_BYTES, name
+        gm = _check_exact(graph, "dsp", cache, n=6)
+        assert gm.kernels[0] == "dwrow_dsp" and gm.op_in_place[0] and weight_mode(gm) == "2", name
+        with monkeypatch.context() as m:  # the default limit is now above the small one: all at once
+            m.setattr(_lower, "MAX_SCRATCH_BYTES", 1024)
+            gm = _check_exact(graph, "dsp", cache, n=6)
+        all_at_once = name == "dw3x3s2_dwrow"  # the 4x3 filter's 200 channels widen to 4,800 B: still a group at a time
+        assert gm.kernels[0] == "dwrow_dsp" and weight_mode(gm) == ("0" if all_at_once else "2"), name
