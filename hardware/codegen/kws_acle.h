@@ -18,6 +18,12 @@
 #define KWS_ASM_DSP 1
 #endif
 
+/* Layers with at least this many weights get the longer, faster code: a 4-group GEMM pass (kws_gemm3r)
+ * and 4 channels a pass in one-row fully connected layers (kws_fc4_loop). Each saves ~1 instruction in
+ * 20 but links a few hundred bytes per layer shape, which a layer of a few thousand weights (DS-CNN-S's
+ * stem, its 64 x 12 classifier) does not repay against the flash budget (weights + 12 KiB). */
+#define KWS_UNROLL_MIN_WEIGHTS 4096
+
 /* A word that may alias any other type: the arena is an int8_t array read and written in words. */
 typedef uint32_t __attribute__((may_alias)) kws_u32a;
 
@@ -213,7 +219,9 @@ static inline __attribute__((always_inline)) void kws_dwp3(const void *col, int8
 static inline __attribute__((always_inline)) void kws_gemm3_loop(const void *x, const void *w, const int off,
                                                                 const int n, int32_t *acc)
 {
-    const int u = 4, r = n % 4; /* r single groups, then the loop 4 at a time (K = 140: 3 + 8 x 4) */
+    /* r single groups, then u a pass: 4, or 2 for n = 2 mod 4 (the code of two more groups costs more flash than
+     * the loop's 3 instructions a pass save), but never 1 (K = 140: 3 + 8 x 4, not 35 x 1) */
+    const int u = n % 4 == 2 ? 2 : 4, r = n % u;
     const void *end = (const int8_t *)x + 8 * n;
     int32_t a0 = acc[0], a1 = acc[1], b0 = acc[2], b1 = acc[3], c0 = acc[4], c1 = acc[5];
     uint32_t v0, v1, t0, t1, x0, x1;
@@ -303,8 +311,9 @@ static inline __attribute__((always_inline)) void kws_gemm3r(const void *x, cons
         ".if %c[hi] < 127\n\tcmp \\a, #%c[hi]\n\tit gt\n\tmovgt \\a, #%c[hi]\n\t.endif\n\t"
         "strb \\a, [%[x0], #(\\off)]\n\t"
         ".endm\n\t"
-        ".set kws_n%=, %c[k4] / 4\n\t"     /* groups of 4 taps: n % 4 single ones, then 4 per loop iteration */
-        ".set kws_u%=, 4\n\t"
+        ".set kws_n%=, %c[k4] / 4\n\t"     /* groups of 4 taps, kws_u%= a pass after n % u single ones (as kws_gemm3_loop) */
+        ".set kws_u%=, 4\n\t"           /* 2 for n = 2 mod 4 in a layer of few weights: less code */
+        ".if kws_n%= %% 4 == 2\n\t.if %c[k4] * %c[oc] < %c[big]\n\t.set kws_u%=, 2\n\t.endif\n\t.endif\n\t"
         "2:\n\t"
         ".if %c[hb]\n\t"
         "ldr %[x1], %[bp]\n\t"
@@ -347,7 +356,7 @@ static inline __attribute__((always_inline)) void kws_gemm3r(const void *x, cons
         : [xp] "+r"(x), [wp] "+r"(w), [a0] "=&r"(a0), [a1] "=&r"(a1), [b0] "=&r"(b0), [b1] "=&r"(b1),
           [c0] "=&r"(c0), [c1] "=&r"(c1), [v0] "=&r"(v0), [v1] "=&r"(v1), [t0] "=&r"(t0), [t1] "=&r"(t1),
           [x0] "=&r"(x0), [x1] "=&r"(x1), [rp] "+m"(rp), [yp] "+m"(yp), [bp] "+m"(bp)
-        : [xend] "m"(xend), [wend] "m"(wend), [k4] "i"(k4), [oc] "i"(oc),
+        : [xend] "m"(xend), [wend] "m"(wend), [k4] "i"(k4), [oc] "i"(oc), [big] "i"(KWS_UNROLL_MIN_WEIGHTS),
           [lo] "i"(lo), [hi] "i"(hi), [hb] "i"(bias != 0)
         : "cc", "memory");
 }

@@ -460,7 +460,7 @@ KWS_KERNEL void kws_fc_dsp(const int8_t *in, int8_t *out, const void *w, int wid
     if (rows == 1) {
         kws_widen(in, col, depth, in_off);
         int o = 0;
-        if (!wide && w_off == 0 && 2 * k4 + 8 <= 1020) /* 4 channels a pass (kws_fc4_loop's LDRD offset) */
+        if (!wide && w_off == 0 && 2 * k4 + 8 <= 1020 && oc * k4 >= KWS_UNROLL_MIN_WEIGHTS) /* LDRD offset */
             for (; o + 4 <= oc; o += 4) { /* scalar accumulators stay in registers through the requantization */
                 int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
                 if (bias)

@@ -17,7 +17,11 @@ child is the parent changed by one *morphism* on its parameters:
 
 Before a child becomes a trial it is decoded by the space (``space.sample`` on the child's values) and
 refused, and another drawn, when ``accept(spec)`` gives a reason (the free static budget check) or its
-digest was already tried. Until ``init`` trials have been evaluated (seeds included), children are
+digest was already tried. A child over the budgets is first *repaired*: up to ``REPAIRS`` shrinking steps
+(one width a grid step down, or every width x 7/8) until it fits. A parent at the corner of the budgets, as
+a preset under its own figures is, otherwise has only smaller feasible children (every widening, insert or
+larger kernel is refused), so its line can only shrink; a repaired child trades cost between layers
+(wider here, narrower there) and stays at the corner. Until ``init`` trials have been evaluated (seeds included), children are
 uniform random samples of the space that ``accept`` passes (rejection sampling).
 
 The chosen values are stored with the trial (system attribute ``kwsnas:evolution``) before any parameter
@@ -58,6 +62,10 @@ INIT = 4  # evaluated trials (seeds count) before children are bred rather than 
 SCALE_STEPS = (0.875, 1.0 / 0.875)
 MAX_DRAWS = 400  # candidates drawn per trial before giving up on the filter (then: an unfiltered random sample)
 MAX_PARENTS = 8  # tournaments per trial: each parent gets MAX_DRAWS / MAX_PARENTS tries at a child that fits
+# Shrinking steps tried on a child over the budgets. Measured on DS-CNN-S's own budgets (the ds-cnn space,
+# 400 single morphisms, `test_repair_keeps_children_at_the_budget_corner`): most refused children fit again
+# after one or two width steps; more steps mostly undo the morphism.
+REPAIRS = 3
 
 # A trial's values to minimise at each fidelity it reached (epochs trained -> vector), or None for a trial that
 # cannot be a parent (never trained, over a budget, failed).
@@ -217,6 +225,26 @@ def mutate(params: dict[str, Any], dists: dict[str, BaseDistribution],
     return child, f"move {s} between blocks {i} and {i + 1}"
 
 
+def shrink(params: dict[str, Any], dists: dict[str, BaseDistribution],
+           rng: np.random.Generator) -> tuple[dict[str, Any], str] | None:
+    """One repairing step: a width one grid step down (3 in 4) or every width x 7/8; None if nothing shrinks."""
+    count, _ = _blocks(params)
+    ints = [k for k, d in dists.items() if isinstance(d, IntDistribution) and k != count and k in params
+            and params[k] > d.low]
+    if not ints:
+        return None
+    child = dict(params)
+    if len(ints) > 1 and rng.random() < 0.25:
+        factor = SCALE_STEPS[0]
+        for k in ints:
+            d = dists[k]
+            child[k] = int(min(max(d.low + d.step * round((params[k] * factor - d.low) / d.step), d.low), d.high))
+        return child, f"every width x{factor:g}"
+    k = ints[int(rng.integers(len(ints)))]
+    child[k] = params[k] - dists[k].step
+    return child, f"{k} {params[k]}->{child[k]}"
+
+
 def _digest_of(t: FrozenTrial) -> str | None:
     """The spec digest a trial evaluated, or the one this sampler proposed for it."""
     return t.user_attrs.get("spec_digest") or (t.system_attrs.get(CHILD_ATTR) or {}).get("digest")
@@ -297,6 +325,24 @@ class EvolutionSampler(optuna.samplers.BaseSampler):
                 seen.add(digest)
         return seen
 
+    def _repaired(self, mutated: tuple[dict[str, Any], str], rng: np.random.Generator
+                  ) -> tuple[ArchSpec, dict[str, Any], str]:
+        """The decoded child, shrunk (see `shrink`) up to REPAIRS times while ``accept`` refuses it."""
+        child, how = mutated
+        spec, params, dists = decode(self.space, child, rng)
+        if self.accept is None:
+            return spec, params, how
+        steps = []
+        for _ in range(REPAIRS):
+            if self.accept(spec) is None:
+                break
+            step = shrink(params, dists, rng)
+            if step is None:
+                break
+            steps.append(step[1])
+            spec, params, dists = decode(self.space, step[0], rng)
+        return spec, params, how + (f", repaired: {', '.join(steps)}" if steps else "")
+
     def propose(self, trials: Sequence[FrozenTrial], number: int) -> dict[str, Any] | None:
         """The next child (``params``, ``digest``, ``parent``, ``how``) given the study's ``trials``."""
         rng = np.random.default_rng([self.seed, number])
@@ -321,11 +367,11 @@ class EvolutionSampler(optuna.samplers.BaseSampler):
                     mutated = mutate(dict(parent.params), dict(parent.distributions), rng)
                     if mutated is None:
                         continue
-                    spec, params, _ = decode(self.space, mutated[0], rng)
+                    spec, params, how = self._repaired(mutated, rng)
                     if spec.digest() in seen or (self.accept is not None and self.accept(spec) is not None):
                         refused += 1
                         continue
-                    return {"params": params, "digest": spec.digest(), "parent": parent.number, "how": mutated[1],
+                    return {"params": params, "digest": spec.digest(), "parent": parent.number, "how": how,
                             "refused": refused}
         for _ in range(MAX_DRAWS):
             spec, params, _ = decode(self.space, {}, rng)

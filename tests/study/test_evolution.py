@@ -175,3 +175,30 @@ def test_other_spaces_mutate_too(space_name: str) -> None:
             kinds.add(out[1].split()[0])
             assert decode(space, out[0], rng)[0].family == space_name
     assert "resize" in kinds and (space_name == "cnn" or {"insert", "remove"} & kinds)
+
+
+def test_repair_keeps_children_at_the_budget_corner() -> None:
+    """Under DS-CNN-S's own budgets every widening, insert or larger kernel of the seed is refused, so without
+    repair its line can only shrink; repaired children (the morphism, then width steps down) pass the check,
+    and some are deeper-narrower trades within 10 % of the seed's MACs that no single morphism reaches."""
+    from nas.study import evolution
+    from search_spaces.estimate import estimate
+
+    space, params, dists = _ds_cnn_s()
+    check = StaticCheck(preset_budgets("ds-cnn-s"), "mps2-an386", "analytic")
+    sampler = EvolutionSampler(space, fitness, check.reason, seed=0)
+    seed_macs = estimate(get_preset("ds-cnn-s")).macs
+    rng = np.random.default_rng(5)
+    repaired = []
+    for _ in range(200):
+        out = mutate(params, dists, rng)
+        if out is None:
+            continue
+        spec, _, how = sampler._repaired(out, rng)
+        if "repaired" in how and check.reason(spec) is None:
+            repaired.append((how, estimate(spec).macs / seed_macs))
+    assert len(repaired) >= 20
+    assert all(how.split(",")[0].split()[0] in {"resize", "scale", "switch", "insert", "remove"} for how, _ in repaired)
+    trades = [how for how, ratio in repaired if how.startswith("insert") and ratio >= 0.9]
+    assert trades, repaired
+    assert all(1 <= len(how.split("repaired: ")[1].split(", ")) <= evolution.REPAIRS for how, _ in repaired)
