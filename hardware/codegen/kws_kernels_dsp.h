@@ -103,30 +103,38 @@ KWS_HELPER int8_t kws_sat8(int32_t y, int32_t lo, int32_t hi)
 /* int16 position of tap j inside its group of 4: (t0, t2), (t1, t3). */
 #define KWS_PERM(j) (((j) & ~3) | (((j) & 1) << 1) | (((j) >> 1) & 1))
 
-/* Widen k int8 values (+ off) into col[0..k4): a word at a time (aligned loads when k % 4 == 0), the
- * last group's taps one by one. */
-KWS_HELPER void kws_widen(const int8_t *x, int16_t *col, int k, int32_t off)
+/* Widen k int8 values (+ off) at any address into col[0..k4): a word at a time (unaligned loads), the
+ * last group's taps one by one, zeros up to k4. */
+KWS_HELPER void kws_widen_u(const int8_t *x, int16_t *col, int k, int32_t off)
 {
     const int k4 = (k + 3) & ~3;
     const uint32_t off2 = (uint16_t)off * 0x00010001u;
     kws_u32a *d = (kws_u32a *)col;
-    if (k % 4 == 0) {
-        for (int j = 0; j < k; j += 4) {
-            const uint32_t v = kws_ld32(x + j);
-            d[0] = __sxtab16(off2, v);
-            d[1] = kws_sxtab16_ror8(off2, v);
-            d += 2;
-        }
-        return;
-    }
     int j = 0;
-    for (; j + 4 <= k; j += 4, d += 2) { /* whole groups a word at a time (x need not be aligned) */
+    for (; j + 4 <= k; j += 4, d += 2) {
         const uint32_t v = kws_ld32u(x + j);
         d[0] = __sxtab16(off2, v);
         d[1] = kws_sxtab16_ror8(off2, v);
     }
     for (; j < k4; j++)
         col[KWS_PERM(j)] = (int16_t)(j < k ? x[j] + off : 0);
+}
+
+/* kws_widen_u, with aligned loads when k % 4 == 0 (x is then word aligned). */
+KWS_HELPER void kws_widen(const int8_t *x, int16_t *col, int k, int32_t off)
+{
+    if (k % 4 != 0) {
+        kws_widen_u(x, col, k, off);
+        return;
+    }
+    const uint32_t off2 = (uint16_t)off * 0x00010001u;
+    kws_u32a *d = (kws_u32a *)col;
+    for (int j = 0; j < k; j += 4) {
+        const uint32_t v = kws_ld32(x + j);
+        d[0] = __sxtab16(off2, v);
+        d[1] = kws_sxtab16_ror8(off2, v);
+        d += 2;
+    }
 }
 
 /* im2col of output pixel p: K = kh*kw*ic values in weight order, 0 for taps outside the input. */
@@ -152,20 +160,8 @@ KWS_HELPER void kws_im2col(const int8_t *in, int16_t *col, int p, int ih, int iw
         return;
     }
     if (x0 == 0 && kw == iw && dw == 1 && dh == 1 && y0 >= 0 && y0 + kh <= ih) {
-        /* the window's rows are whole input rows one after another (a 1-D convolution over frames):
-         * K contiguous bytes, widened a word at a time, then the last group's taps one by one */
-        const int k = kh * kw * ic, k4 = (k + 3) & ~3;
-        const int8_t *xp = in + (b * ih + y0) * iw * ic;
-        const uint32_t off2 = (uint16_t)in_off * 0x00010001u;
-        kws_u32a *d = (kws_u32a *)col;
-        int t = 0;
-        for (; t + 4 <= k; t += 4, d += 2) {
-            const uint32_t v = kws_ld32u(xp + t);
-            d[0] = __sxtab16(off2, v);
-            d[1] = kws_sxtab16_ror8(off2, v);
-        }
-        for (; t < k4; t++)
-            col[KWS_PERM(t)] = (int16_t)(t < k ? xp[t] + in_off : 0);
+        /* the window's rows are whole input rows one after another (a 1-D convolution over frames) */
+        kws_widen_u(in + (b * ih + y0) * iw * ic, col, kh * kw * ic, in_off);
         return;
     }
     int j = 0;
@@ -173,15 +169,7 @@ KWS_HELPER void kws_im2col(const int8_t *in, int16_t *col, int p, int ih, int iw
         const int iy = y0 + ky * dh;
         if ((kw * ic) % 4 == 0 && dw == 1 && iy >= 0 && iy < ih && x0 >= 0 && x0 + kw <= iw) {
             /* a whole row of the window: kw*ic contiguous bytes, whole groups of 4 (unaligned words) */
-            const int8_t *xp = in + ((b * ih + iy) * iw + x0) * ic;
-            const uint32_t off2 = (uint16_t)in_off * 0x00010001u;
-            kws_u32a *d = (kws_u32a *)(col + j);
-            for (int t = 0; t < kw * ic; t += 4) {
-                const uint32_t v = kws_ld32u(xp + t);
-                d[0] = __sxtab16(off2, v);
-                d[1] = kws_sxtab16_ror8(off2, v);
-                d += 2;
-            }
+            kws_widen_u(in + ((b * ih + iy) * iw + x0) * ic, col + j, kw * ic, in_off);
             j += kw * ic;
             continue;
         }
