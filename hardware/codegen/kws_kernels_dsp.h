@@ -570,6 +570,37 @@ KWS_HELPER void kws_dw_widen(const void *w8, kws_u32a *w16, int n, int dbl)
     }
 }
 
+/* One output pixel of 4 channels for the pair-word depthwise kernels (kws_dwconv_dsp, kws_dwrow_dsp):
+ * from its first window column's pair words `pp` (kws_dw_pairs' layout) and the group's weights `wg`,
+ * kw columns of kws_dw_pair / kws_dw_odd steps, then requantization into y[0..3]. */
+KWS_HELPER void kws_dw_px4(const kws_u32a *pp, const kws_u32a *wg, const int32_t *bias, const int32_t *qc,
+                           const int8_t *sc, int kh, int kw, int dw, int32_t out_off, int32_t lo, int32_t hi,
+                           int mode, int8_t *y)
+{
+    const kws_u32a *wp = wg;
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    if (bias) {
+        uint32_t u0, u1, u2, u3;
+        kws_ld2(bias, &u0, &u1);
+        kws_ld2(bias + 2, &u2, &u3);
+        a0 = (int32_t)u0, a1 = (int32_t)u1, a2 = (int32_t)u2, a3 = (int32_t)u3;
+    }
+    const int wpc = 2 * kh;
+    KWS_UNROLL
+    for (int kx = 0; kx < kw; kx++) {
+        KWS_UNROLL
+        for (int ky = 0; ky + 1 < kh; ky += 2)
+            kws_dw_pair(&pp, &wp, &a0, &a1, &a2, &a3);
+        if (kh & 1)
+            kws_dw_odd(&pp, &wp, &a0, &a1, &a2, &a3);
+        pp += (dw - 1) * wpc;
+    }
+    y[0] = kws_sat8(kws_rq_dw(a0, qc, sc[0], out_off, mode), lo, hi);
+    y[1] = kws_sat8(kws_rq_dw(a1, qc + 2, sc[1], out_off, mode), lo, hi);
+    y[2] = kws_sat8(kws_rq_dw(a2, qc + 4, sc[2], out_off, mode), lo, hi);
+    y[3] = kws_sat8(kws_rq_dw(a3, qc + 6, sc[3], out_off, mode), lo, hi);
+}
+
 /* DEPTHWISE_CONV_2D, depth multiplier 1, ic % 4 == 0. The (kh-1)*dh+1 input rows under the
  * current output row are held in `win` (scratch) padded to `pw` pixels with the input zero point,
  * so every output pixel reads its window the same way and padding contributes exactly 0. Each
@@ -615,33 +646,10 @@ KWS_KERNEL void kws_dwconv_dsp(const int8_t *in, int8_t *out, const void *w, int
                     kws_dw_widen((const kws_u32a *)w + c / 4 * kw * kh, wb, kw * kh, mode == 2);
                     wg = wb;
                 }
-                const int32_t *qc = q + 2 * c;
-                const int8_t *sc = rsh + c;
                 for (int xi = 0; xi < ow; xi++) {
                     const int ox = KWS_IDX(xi, ow, rev);
-                    const kws_u32a *wp = wg;
-                    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-                    if (bias) {
-                        uint32_t u0, u1, u2, u3;
-                        kws_ld2(bias + c, &u0, &u1);
-                        kws_ld2(bias + c + 2, &u2, &u3);
-                        a0 = (int32_t)u0, a1 = (int32_t)u1, a2 = (int32_t)u2, a3 = (int32_t)u3;
-                    }
-                    const kws_u32a *pp = pb + ox * sw * wpc;
-                    KWS_UNROLL
-                    for (int kx = 0; kx < kw; kx++) {
-                        KWS_UNROLL
-                        for (int ky = 0; ky + 1 < kh; ky += 2)
-                            kws_dw_pair(&pp, &wp, &a0, &a1, &a2, &a3);
-                        if (kh & 1)
-                            kws_dw_odd(&pp, &wp, &a0, &a1, &a2, &a3);
-                        pp += (dw - 1) * wpc;
-                    }
-                    int8_t *yc = y + ox * ic + c;
-                    yc[0] = kws_sat8(kws_rq_dw(a0, qc, sc[0], out_off, mode), lo, hi);
-                    yc[1] = kws_sat8(kws_rq_dw(a1, qc + 2, sc[1], out_off, mode), lo, hi);
-                    yc[2] = kws_sat8(kws_rq_dw(a2, qc + 4, sc[2], out_off, mode), lo, hi);
-                    yc[3] = kws_sat8(kws_rq_dw(a3, qc + 6, sc[3], out_off, mode), lo, hi);
+                    kws_dw_px4(pb + ox * sw * wpc, wg, bias ? bias + c : 0, q + 2 * c, rsh + c, kh, kw, dw,
+                               out_off, lo, hi, mode, y + ox * ic + c);
                 }
             }
         }
@@ -721,34 +729,9 @@ KWS_KERNEL void kws_dwrow_dsp(const int8_t *in, int8_t *out, const void *w, int 
                     kws_dw_widen((const kws_u32a *)w + c / 4 * kw * kh, wb, kw * kh, mode == 2);
                     wg = wb;
                 }
-                const int32_t *qc = q + 2 * c;
-                const int8_t *sc = rsh + c;
-                int32_t b0 = 0, b1 = 0, b2 = 0, b3 = 0;
-                if (bias) {
-                    uint32_t u0, u1, u2, u3;
-                    kws_ld2(bias + c, &u0, &u1);
-                    kws_ld2(bias + c + 2, &u2, &u3);
-                    b0 = (int32_t)u0, b1 = (int32_t)u1, b2 = (int32_t)u2, b3 = (int32_t)u3;
-                }
-                for (int ox = 0; ox < ow; ox++) {
-                    const kws_u32a *wp = wg;
-                    int32_t a0 = b0, a1 = b1, a2 = b2, a3 = b3;
-                    const kws_u32a *pp = pb + ox * sw * wpc;
-                    KWS_UNROLL
-                    for (int kx = 0; kx < kw; kx++) {
-                        KWS_UNROLL
-                        for (int ky = 0; ky + 1 < kh; ky += 2)
-                            kws_dw_pair(&pp, &wp, &a0, &a1, &a2, &a3);
-                        if (kh & 1)
-                            kws_dw_odd(&pp, &wp, &a0, &a1, &a2, &a3);
-                        pp += (dw - 1) * wpc;
-                    }
-                    int8_t *yc = rb + ox * ic + c;
-                    yc[0] = kws_sat8(kws_rq_dw(a0, qc, sc[0], out_off, mode), lo, hi);
-                    yc[1] = kws_sat8(kws_rq_dw(a1, qc + 2, sc[1], out_off, mode), lo, hi);
-                    yc[2] = kws_sat8(kws_rq_dw(a2, qc + 4, sc[2], out_off, mode), lo, hi);
-                    yc[3] = kws_sat8(kws_rq_dw(a3, qc + 6, sc[3], out_off, mode), lo, hi);
-                }
+                for (int ox = 0; ox < ow; ox++)
+                    kws_dw_px4(pb + ox * sw * wpc, wg, bias ? bias + c : 0, q + 2 * c, rsh + c, kh, kw, dw,
+                               out_off, lo, hi, mode, rb + ox * ic + c);
             }
             kws_u32a *y = (kws_u32a *)(out + (b * oh + oy) * rowb);
             const kws_u32a *s = (const kws_u32a *)rb;
