@@ -60,6 +60,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--attention", action="store_true", default=None,
                    help="the search arm's space also offers a squeeze-and-excitation gate per block and attention "
                    "pooling (ds-cnn and micronet)")
+    r.add_argument("--budget-floor", action="append", dest="budget_floor", metavar="KEY=SHARE",
+                   help="the search arm proposes only candidates the static estimates put at this share of the "
+                   "target's budget or more, e.g. latency_ms=0.6 (repeatable)")
     r.add_argument("--selection", choices=("validation", "cross-validation"),
                    help="how an arm's pick is chosen among its finalists: mean validation accuracy of the final "
                    "trainings, or accuracy pooled over the speaker folds of train + validation (3 more trainings "
@@ -165,6 +168,7 @@ def _real_speech_search(args: argparse.Namespace) -> int:
 
     quiet_optuna(args.verbose)
     from nas.experiments.real_speech_report import write_outputs
+    from nas.cli.search import key_numbers
     from nas.experiments.real_speech_search import load_real_search_config, run_real_speech_search
 
     seeds = _split(args.final_seeds)
@@ -175,7 +179,7 @@ def _real_speech_search(args: argparse.Namespace) -> int:
                                   control_epochs=args.control_epochs, picks=args.picks,
                                   final_seeds=None if seeds is None else tuple(int(s) for s in seeds),
                                   final_epochs=args.final_epochs, selection=args.selection, attention=args.attention,
-                                  name=args.name)
+                                  budget_floor=key_numbers(args.budget_floor or [], "--budget-floor"), name=args.name)
     out = args.out or Path("results") / cfg.name
     result = run_real_speech_search(cfg, out)
     write_outputs(result, out, _command_line("nas experiment real-speech-search"))

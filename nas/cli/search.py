@@ -39,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budget-from", dest="budget_from", metavar="PRESET|SPEC.json|board",
                    help="budgets = a reference model's measured flash, RAM and latency on the board (or the "
                    "board's own flash and RAM); --budget values win")
+    p.add_argument("--budget-floor", action="append", default=[], dest="budget_floor", metavar="KEY=SHARE",
+                   help="evolution sampler: propose only candidates the static estimates put at this share of a "
+                   "budget or more, e.g. latency_ms=0.6 (repeatable; seeds are exempt)")
     p.add_argument("--sampler", choices=SAMPLERS, help="tpe (default), evolution (aging evolution with "
                    "architecture morphisms, for budgeted searches), nsga2, nsga3, gp, random")
     p.add_argument("--seed-arch", action="append", dest="seed_archs", metavar="PRESET|SPEC.json",
@@ -115,7 +118,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.set_defaults(handler=_dashboard)
 
 
-def _budgets(items: list[str]) -> dict[str, float] | None:
+def key_numbers(items: list[str], flag: str = "--budget") -> dict[str, float] | None:
+    """``KEY=NUMBER`` items of a repeatable flag as a dict (None when there are none); a malformed one is a
+    UserError naming the flag."""
     if not items:
         return None
     out = {}
@@ -124,9 +129,10 @@ def _budgets(items: list[str]) -> dict[str, float] | None:
         try:
             out[key.strip()] = float(value)
         except ValueError:
-            raise UserError(f"--budget {item!r}: expected KEY=NUMBER, e.g. flash_bytes=262144") from None
+            example = "latency_ms=0.6" if flag == "--budget-floor" else "flash_bytes=262144"
+            raise UserError(f"{flag} {item!r}: expected KEY=NUMBER, e.g. {example}") from None
         if not sep:
-            raise UserError(f"--budget {item!r}: expected KEY=NUMBER")
+            raise UserError(f"{flag} {item!r}: expected KEY=NUMBER")
     return out
 
 
@@ -136,7 +142,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
     objectives = None if args.objectives is None else tuple(o.strip() for o in args.objectives.split(",") if o.strip())
     return load_config(args.config, name=args.name, space=args.space, data=args.data, split_rule=args.split_rule,
                        protocol=args.protocol, noise=args.noise, board=args.board, evaluator=args.evaluator, port=args.port, flash=args.flash,
-                       objectives=objectives, budgets=_budgets(args.budget), budget_from=args.budget_from,
+                       objectives=objectives, budgets=key_numbers(args.budget), budget_from=args.budget_from,
+                       budget_floor=key_numbers(args.budget_floor, "--budget-floor"),
                        sampler=args.sampler, seed_archs=tuple(args.seed_archs) if args.seed_archs else None,
                        warm_start=args.warm_start, scale_seeds=args.scale_seeds, static_filter=args.static_filter, low_rank=args.low_rank, attention=args.attention,
                        trials=args.trials, time_limit_s=args.time_limit_s, workers=args.workers, seed=args.seed,

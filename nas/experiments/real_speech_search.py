@@ -80,6 +80,9 @@ class RealSearchConfig(FinalSetting):
     final_epochs: int = 40
     scale_seeds: bool = True  # the search arm also starts from its seeds' copies scaled to the budgets
     attention: bool = False  # the search arm's space also offers SE gates per block and attention pooling
+    # The search arm's budget floors (`SearchConfig.budget_floor`), e.g. {"latency_ms": 0.6}: its new candidates
+    # use at least that share of the target's budget (run 6 on; runs 4-5 drifted to 0.35-0.48x the latency).
+    budget_floor: dict[str, float] = field(default_factory=dict)
     # How an arm's pick is chosen among its finalists: "validation" = mean int8 validation accuracy of the final
     # trainings (727 clips); "cross-validation" = int8 accuracy pooled over the speaker folds of train +
     # validation (every one of their 3,976 clips scored once, by a model that did not train on its speaker).
@@ -100,6 +103,8 @@ class RealSearchConfig(FinalSetting):
         for target in self.targets:
             for arm in self.arms(target):
                 self.study_config(target, arm)  # validates space, board, sampler, epochs
+        if self.targets:
+            self.study_config(self.targets[0], "search", {k: 1.0 for k in COST_KEYS})  # and the budget floors
 
     def arms(self, target: str) -> tuple[str, ...]:
         return ("search", "control") if target in self.controls else ("search",)
@@ -113,7 +118,7 @@ class RealSearchConfig(FinalSetting):
         if arm == "search":
             return SearchConfig(**common, objectives=("error",), sampler=self.sampler, warm_start=True,
                                 seed_archs=(target,), scale_seeds=self.scale_seeds, attention=self.attention,
-                                static_filter=True, train=TrainBudget(epochs=self.search_epochs,
+                                static_filter=True, budget_floor=dict(self.budget_floor) if budgets else {}, train=TrainBudget(epochs=self.search_epochs,
                                                                       min_epochs=self.min_epochs,
                                                                       reduction_factor=self.reduction_factor))
         return SearchConfig(**common, objectives=("error", "flash_bytes", "ram_bytes", "latency"), sampler="tpe",

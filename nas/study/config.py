@@ -108,6 +108,9 @@ class SearchConfig:
     seed_archs: tuple[str, ...] = ()  # more first trials: preset names or spec .json files (nas search --seed-arch)
     scale_seeds: bool = True  # with budgets, also queue each seed's widest copy that fits (`nas.study.seeds`)
     static_filter: bool = True  # candidates the free static estimates put over a budget are never measured
+    # The least share of a budget a candidate the evolution sampler proposes must use, by the static estimates
+    # (e.g. {"latency_ms": 0.6}): its population stays near the budget corner (`nas.study.static_check`).
+    budget_floor: dict[str, float] = field(default_factory=dict)
     trials: int | None = 20
     time_limit_s: float | None = None
     workers: int = 1  # processes on this machine (two single-threaded trainers beat one two-threaded)
@@ -131,6 +134,11 @@ class SearchConfig:
             raise ValueError(f"unknown budget(s) {bad}: choose from {', '.join(BUDGET_KEYS)}")
         if any(not isinstance(v, int | float) or v <= 0 for v in self.budgets.values()):
             raise ValueError(f"budgets must be positive numbers, got {dict(self.budgets)}")
+        for key, share in self.budget_floor.items():
+            if key not in BUDGET_KEYS or (self.budget_from is None and key not in self.budgets):
+                raise ValueError(f"budget floor {key!r} has no budget: budgets {sorted(self.budgets)}")
+            if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share < 1:
+                raise ValueError(f"budget floor {key}={share!r}: a share of the budget between 0 and 1")
         if self.sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {self.sampler!r}: choose from {', '.join(SAMPLERS)}")
         if self.evaluator not in EVALUATORS:
@@ -199,8 +207,9 @@ class SearchConfig:
         for key in ("objectives", "seed_archs"):
             if key in d and d[key] is not None:
                 d[key] = (d[key],) if isinstance(d[key], str) else tuple(d[key])
-        if "budgets" in d:
-            d["budgets"] = dict(d["budgets"])
+        for key in ("budgets", "budget_floor"):
+            if key in d:
+                d[key] = dict(d[key])
         return cls(**d)
 
 

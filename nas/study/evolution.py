@@ -272,13 +272,15 @@ class EvolutionSampler(optuna.samplers.BaseSampler):
     to minimise there, or is None for a trial that cannot be a parent. The members of a tournament are
     compared like with like, at the highest fidelity all of them reached (a member with no value that low
     offers its lowest one), and the parent is drawn among those whose values no other member's dominate.
-    ``accept(spec)`` returns a reason to refuse a child, or None.
+    ``accept(spec)`` returns a reason to refuse a child, or None. ``floor(spec)`` (`StaticCheck.below_floor`)
+    returns a reason why a network is too far under the budgets to be proposed or to be a parent, or None;
+    the seeds queued before the search are trained whatever it says.
     """
 
     def __init__(self, space: SearchSpace, fitness: Fitness, accept: Callable[[ArchSpec], str | None] | None = None,
                  *, population: int = POPULATION, tournament: int = TOURNAMENT, init: int = INIT,
-                 elite: int = ELITE, seed: int = 0) -> None:
-        self.space, self.fitness, self.accept = space, fitness, accept
+                 elite: int = ELITE, seed: int = 0, floor: Callable[[ArchSpec], str | None] | None = None) -> None:
+        self.space, self.fitness, self.accept, self.floor = space, fitness, accept, floor
         self.population, self.tournament, self.init, self.seed = population, tournament, init, seed
         self.elite = elite
         self._fallback = optuna.samplers.RandomSampler(seed=seed)
@@ -347,6 +349,18 @@ class EvolutionSampler(optuna.samplers.BaseSampler):
             spec, params, dists = decode(self.space, step[0], rng)
         return spec, params, how + (f", repaired: {', '.join(steps)}" if steps else "")
 
+    def _refused(self, spec: ArchSpec, seen: set[str]) -> bool:
+        return spec.digest() in seen or any(check is not None and check(spec) is not None
+                                            for check in (self.accept, self.floor))
+
+    def _at_floor(self, population: list[tuple[FrozenTrial, Any]]) -> list[tuple[FrozenTrial, Any]]:
+        """The members a floor lets breed (all of them when it lets none: a line must go on)."""
+        if self.floor is None:
+            return population
+        kept = [tf for tf in population
+                if self.floor(decode(self.space, dict(tf[0].params), np.random.default_rng(0))[0]) is None]
+        return kept or population
+
     def propose(self, trials: Sequence[FrozenTrial], number: int) -> dict[str, Any] | None:
         """The next child (``params``, ``digest``, ``parent``, ``how``) given the study's ``trials``."""
         rng = np.random.default_rng([self.seed, number])
@@ -361,6 +375,7 @@ class EvolutionSampler(optuna.samplers.BaseSampler):
                 best = sorted(scored, key=lambda tf: tf[1][min(tf[1])][0])[:self.elite]
                 in_population = {t.number for t, _ in population}
                 population += [tf for tf in best if tf[0].number not in in_population]
+            population = self._at_floor(population)
             # A parent is chosen first and then given many tries at a child that fits: drawing a new tournament
             # after each refused child would favour parents far below the budget, whose children always fit.
             for _ in range(MAX_PARENTS):
@@ -372,14 +387,14 @@ class EvolutionSampler(optuna.samplers.BaseSampler):
                     if mutated is None:
                         continue
                     spec, params, how = self._repaired(mutated, rng)
-                    if spec.digest() in seen or (self.accept is not None and self.accept(spec) is not None):
+                    if self._refused(spec, seen):
                         refused += 1
                         continue
                     return {"params": params, "digest": spec.digest(), "parent": parent.number, "how": how,
                             "refused": refused}
         for _ in range(MAX_DRAWS):
             spec, params, _ = decode(self.space, {}, rng)
-            if spec.digest() in seen or (self.accept is not None and self.accept(spec) is not None):
+            if self._refused(spec, seen):
                 refused += 1
                 continue
             return {"params": params, "digest": spec.digest(), "parent": None, "how": "random", "refused": refused}

@@ -103,8 +103,9 @@ def make_sampler(cfg: SearchConfig, seed: int) -> optuna.samplers.BaseSampler:
     through `trial.set_constraint`."""
     name = cfg.sampler
     if name == "evolution":
-        accept = StaticCheck.of(cfg) if cfg.static_filter else None
-        return EvolutionSampler(make_space(cfg), trial_fitness(cfg), accept, seed=cfg.seed)
+        check = StaticCheck.of(cfg)
+        return EvolutionSampler(make_space(cfg), trial_fitness(cfg), check if cfg.static_filter else None,
+                                seed=cfg.seed, floor=check.below_floor if check.floors else None)
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True)
     if name == "nsga2":

@@ -16,6 +16,14 @@ Two tiers, both without a board, compiler or data:
 
 The search uses it to refuse candidates before they become trials (`EvolutionSampler`) or before they
 are measured (any other sampler), so a tight budget does not burn trials or board time.
+
+With ``floors`` (a share of a budget per key, e.g. ``{"latency_ms": 0.6}``), ``check.below_floor(spec)`` says
+when a spec uses less than that share of a budget (by the same estimates). The evolution sampler neither
+proposes such a candidate nor breeds from one, so its line stays near the budget corner, where the accurate
+networks are (TinyNAS's observation: under a memory limit, the design space with more computation holds
+the more accurate models), instead of drifting to the cheap networks that lead at successive halving's
+early rungs. A floor is a preference of the sampler, not a limit: the search's seeds and a user's own
+architectures are trained whatever they cost.
 """
 
 from __future__ import annotations
@@ -43,16 +51,18 @@ _FEATURE_SCALE = 5.0  # ~ the spread of MFCC features, so every activation range
 class StaticCheck:
     """The budgets of a search checked on a spec, free of measurement (see the module docstring)."""
 
-    def __init__(self, budgets: Mapping[str, float], board: str, evaluator: str = "emulator") -> None:
+    def __init__(self, budgets: Mapping[str, float], board: str, evaluator: str = "emulator",
+                 floors: Mapping[str, float] | None = None) -> None:
         self.budgets = dict(budgets)
+        self.floors = {k: v for k, v in (floors or {}).items() if k in self.budgets}
         self.board = board
         self.latency_is_estimate = evaluator in ("emulator", "analytic")
         self.tolerance = {k: (1.0 if evaluator == "analytic" else v) for k, v in TOLERANCE.items()}
 
     @classmethod
     def of(cls, cfg: Any) -> StaticCheck:
-        """The check of a `SearchConfig` (its budgets, board and evaluator)."""
-        return cls(cfg.budgets, cfg.board, cfg.evaluator)
+        """The check of a `SearchConfig` (its budgets, board, evaluator and budget floors)."""
+        return cls(cfg.budgets, cfg.board, cfg.evaluator, cfg.budget_floor)
 
     def reason(self, spec: ArchSpec) -> str | None:
         """Why ``spec`` certainly breaks a budget, or None when it may fit (then measure it)."""
@@ -63,11 +73,11 @@ class StaticCheck:
         for key, value in static.items():
             if key in self.budgets and value > self.budgets[key]:
                 return f"{key} {value:,} > {self.budgets[key]:,.0f}"
-        floors = {"flash_bytes": est.weight_bytes,
-                  "ram_bytes": max((layer.output_bytes for layer in est.layers), default=0)}
-        for key, floor in floors.items():
-            if key in self.budgets and floor > self.budgets[key]:
-                return f"{key} at least {floor:,} B > {self.budgets[key]:,.0f} B"
+        least = {"flash_bytes": est.weight_bytes,
+                 "ram_bytes": max((layer.output_bytes for layer in est.layers), default=0)}
+        for key, bound in least.items():
+            if key in self.budgets and bound > self.budgets[key]:
+                return f"{key} at least {bound:,} B > {self.budgets[key]:,.0f} B"
         hardware = [k for k in ("flash_bytes", "ram_bytes", "latency_ms") if k in self.budgets]
         if not self.latency_is_estimate and "latency_ms" in hardware:
             hardware.remove("latency_ms")
@@ -78,6 +88,19 @@ class StaticCheck:
             if m[key] > self.budgets[key] * self.tolerance[key]:
                 unit = "ms" if key == "latency_ms" else "B"
                 return f"{key} ~{m[key]:,.1f} {unit} (analytic) > {self.budgets[key]:,.1f} {unit} x {self.tolerance[key]}"
+        return None
+
+    def below_floor(self, spec: ArchSpec) -> str | None:
+        """Why ``spec`` uses less than a floor's share of its budget (estimated), or None."""
+        if not self.floors:
+            return None
+        est = estimate(spec)
+        figures: dict[str, float] = {"params": est.params, "macs": est.macs}
+        if any(k not in figures for k in self.floors):
+            figures.update(analytic_figures(spec, self.board))
+        for key, share in self.floors.items():
+            if figures[key] < share * self.budgets[key]:
+                return f"{key} ~{figures[key]:,.1f} < {share} x its budget {self.budgets[key]:,.1f} (the floor)"
         return None
 
     def __call__(self, spec: ArchSpec) -> str | None:

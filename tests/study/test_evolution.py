@@ -13,7 +13,7 @@ import pytest
 from optuna.trial import FixedTrial, TrialState
 
 from nas.study.evolution import CHILD_ATTR, EvolutionSampler, decode, mutate
-from nas.study.static_check import StaticCheck
+from nas.study.static_check import StaticCheck, analytic_figures
 from search_spaces import get_preset, get_space
 from tests.helpers.evolution import fitness, objective, preset_budgets
 from tests.helpers.paths import REPO
@@ -108,7 +108,7 @@ import sys, optuna
 sys.path.insert(0, {repo!r})
 from tests.helpers.evolution import fitness, objective, preset_budgets
 from nas.study.evolution import EvolutionSampler
-from nas.study.static_check import StaticCheck
+from nas.study.static_check import StaticCheck, analytic_figures
 from search_spaces import get_space
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 space = get_space("ds-cnn")
@@ -202,3 +202,47 @@ def test_repair_keeps_children_at_the_budget_corner() -> None:
     trades = [how for how, ratio in repaired if how.startswith("insert") and ratio >= 0.9]
     assert trades, repaired
     assert all(1 <= len(how.split("repaired: ")[1].split(", ")) <= evolution.REPAIRS for how, _ in repaired)
+
+
+def test_a_budget_floor_keeps_the_line_near_the_corner() -> None:
+    """When the early rungs favour cheap networks (here: a fitness that prefers lower latency), the line
+    drifts far under the budgets; with a latency floor every child stays at or above that share of the budget,
+    while a seed below it (a user's own architecture) is still trained, though it wins every tournament."""
+    space = get_space("ds-cnn")
+    budgets = preset_budgets("ds-cnn-s")
+    latency = {}
+
+    def cheap_is_better(trial: optuna.Trial) -> float:
+        spec = space.sample(trial)
+        trial.set_user_attr("spec_digest", spec.digest())
+        latency[trial.number] = analytic_figures(spec, "mps2-an386")["latency_ms"] / budgets["latency_ms"]
+        return latency[trial.number]
+
+    small_seed = dict(space.params_of(get_preset("ds-cnn-s")), n_blocks=2, stem_width=32, b0_width=32, b1_width=32)
+    shares = {}
+    for floor in ({}, {"latency_ms": 0.6}):
+        latency.clear()
+        check = StaticCheck(budgets, "mps2-an386", "analytic", floor)
+        sampler = EvolutionSampler(space, fitness, check, seed=0, init=2, floor=check.below_floor if floor else None)
+        study = optuna.create_study(sampler=sampler)
+        study.enqueue_trial(space.params_of(get_preset("ds-cnn-s")))
+        study.enqueue_trial(small_seed)
+        study.optimize(cheap_is_better, n_trials=14)
+        shares[bool(floor)] = [latency[t.number] for t in study.trials]
+    assert shares[True][1] < 0.6  # the seeds are exempt
+    assert min(shares[False][2:]) < 0.4  # without the floor the line goes cheap ...
+    assert min(shares[True][2:]) >= 0.6 and max(shares[True][2:]) <= 1.05  # ... with it, it stays near the corner
+
+
+def test_a_budget_floor_needs_its_budget_and_a_share() -> None:
+    from nas.study.config import SearchConfig
+
+    with pytest.raises(ValueError, match="has no budget"):
+        SearchConfig(budgets={"flash_bytes": 65536}, budget_floor={"latency_ms": 0.6})
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        SearchConfig(budgets={"latency_ms": 50}, budget_floor={"latency_ms": 60})
+    cfg = SearchConfig(budget_from="ds-cnn-s", budget_floor={"latency_ms": 0.6})  # resolved when the study starts
+    assert cfg.budget_floor == {"latency_ms": 0.6}
+    check = StaticCheck.of(cfg.replace(budgets={"latency_ms": 200.0}))  # DS-CNN-S: ~162 ms
+    assert check.floors == {"latency_ms": 0.6} and check.reason(get_preset("ds-cnn-s")) is None
+    assert "floor" in check.below_floor(get_preset("dnn-s")) and check.below_floor(get_preset("ds-cnn-l")) is None
