@@ -392,12 +392,17 @@ class EvolutionSampler(optuna.samplers.BaseSampler):
                         continue
                     return {"params": params, "digest": spec.digest(), "parent": parent.number, "how": how,
                             "refused": refused}
+        fitting = None  # uniform draws seldom land between a floor and the budgets: one within the budgets will do
         for _ in range(MAX_DRAWS):
             spec, params, _ = decode(self.space, {}, rng)
             if self._refused(spec, seen):
                 refused += 1
+                if fitting is None and spec.digest() not in seen and (self.accept is None or self.accept(spec) is None):
+                    fitting = {"params": params, "digest": spec.digest(), "parent": None, "how": "random, below the floor"}
                 continue
             return {"params": params, "digest": spec.digest(), "parent": None, "how": "random", "refused": refused}
+        if fitting is not None:
+            return {**fitting, "refused": refused - 1}
         log.warning("trial %d: no new candidate within the budgets in %d draws; trying an unfiltered one", number,
                     refused)
         return None
