@@ -151,6 +151,11 @@ def test_tournaments_compare_like_with_like() -> None:
     assert _tournament_winner([weak_long, {5.0: (0.25,), 15.0: (0.35,)}], rng) == 0  # met at 15 epochs
     seed_full = {40.0: (0.15,)}  # trained without halving: its only value stands for the lower ones
     assert _tournament_winner([seed_full, strong_short], rng) == 0
+    # Each pair meets at its own level: a member stopped at 5 epochs does not pull the seed, the best at 15
+    # and 40 epochs, down to the 5-epoch rung where smaller networks lead (the figures of run 6's first trials).
+    seed = {5.0: (0.261,), 15.0: (0.135,), 40.0: (0.133,)}
+    fast = [{5.0: (0.224,), 15.0: (0.187,)}, {5.0: (0.248,), 15.0: (0.169,)}, {5.0: (0.292,)}, {5.0: (0.307,)}]
+    assert all(_tournament_winner([*fast, seed], np.random.default_rng(k)) == 4 for k in range(5))
 
 
 def test_mutation_is_deterministic_for_a_seed_and_trial_number() -> None:
