@@ -5,8 +5,9 @@
 
 Real et al. (AAAI 2019) regularised evolution as μNAS (Liberis et al. 2021) uses it for microcontrollers:
 a population of the most recent ``population`` evaluated trials, plus (with one objective) the ``elite``
-best so far, which never age out; a parent is the fittest of ``tournament`` members drawn from it; the
-child is the parent changed by one *morphism* on its parameters:
+best so far, which never age out; a parent is the fittest of ``tournament`` members drawn from it (each pair
+compared at the highest fidelity both reached, under successive halving); the child is the parent changed
+by one *morphism* on its parameters:
 
 - ``resize``: a width (any integer parameter but a count) one or two grid steps up or down;
 - ``scale``: every width times the same factor (MobileNet's width multiplier), snapped to its grid;
@@ -21,8 +22,12 @@ digest was already tried. A child over the budgets is first *repaired*: up to ``
 (one width a grid step down, or every width x 7/8) until it fits. A parent at the corner of the budgets, as
 a preset under its own figures is, otherwise has only smaller feasible children (every widening, insert or
 larger kernel is refused), so its line can only shrink; a repaired child trades cost between layers
-(wider here, narrower there) and stays at the corner. Until ``init`` trials have been evaluated (seeds included), children are
-uniform random samples of the space that ``accept`` passes (rejection sampling).
+(wider here, narrower there) and stays at the corner. Until ``init`` trials have been evaluated (seeds
+included), children are uniform random samples of the space that ``accept`` passes (rejection sampling).
+
+With a ``floor`` (`StaticCheck.below_floor`), a network under a share of a budget is neither proposed nor a
+parent (unless no member is above it), so the line stays near the budget corner; a random draw that
+passes the budgets but not the floor is taken when none in ``MAX_DRAWS`` passes both.
 
 The chosen values are stored with the trial (system attribute ``kwsnas:evolution``) before any parameter
 is suggested, so `sample_independent` hands exactly those to the space; two workers on one storage each
@@ -54,7 +59,9 @@ TOURNAMENT = 5
 # Under a tight budget most random draws are far smaller than the budget allows, and a budget-bound child
 # of a good parent often misses the budget by a few bytes; measured on the DS-CNN-S budget, pure aging let the
 # seed and its best child age out after 20 trials while the population filled with such small nets. The
-# best few by their first-rung accuracy therefore stay eligible as parents (single-objective studies).
+# best few therefore stay eligible as parents (single-objective studies): those successive halving took
+# furthest, by their value there. (Ranked by first-rung accuracy, as until run 6, the elite held the small,
+# fast-learning networks and not DS-CNN-S, which is behind them at 5 epochs and ahead from 15 on.)
 ELITE = 5
 INIT = 4  # evaluated trials (seeds count) before children are bred rather than drawn at random
 # ``scale`` factors: about one 8-channel grid step at 64 channels, both ways (7/8 undoes 8/7 up to rounding).
@@ -253,6 +260,11 @@ def _digest_of(t: FrozenTrial) -> str | None:
     return t.user_attrs.get("spec_digest") or (t.system_attrs.get(CHILD_ATTR) or {}).get("digest")
 
 
+def _elite(scored: list[tuple[FrozenTrial, Any]], k: int) -> list[tuple[FrozenTrial, Any]]:
+    """The ``k`` best single-objective members: those successive halving took furthest, by their value there."""
+    return sorted(scored, key=lambda tf: (-max(tf[1]), tf[1][max(tf[1])][0]))[:k]
+
+
 def _at(f: dict[float, tuple[float, ...]], level: float) -> tuple[float, ...]:
     """A member's values at ``level``: its value at the highest fidelity not above it (none: its lowest)."""
     below = [x for x in f if x <= level]
@@ -388,8 +400,8 @@ class EvolutionSampler(optuna.samplers.BaseSampler):
         if len(scored) >= self.init:
             population = scored[-self.population:]
             single = all(len(v) == 1 for _, f in scored for v in f.values())
-            if single and self.elite:  # the best by the value at their lowest fidelity (every trial's first rung)
-                best = sorted(scored, key=lambda tf: tf[1][min(tf[1])][0])[:self.elite]
+            if single and self.elite:
+                best = _elite(scored, self.elite)
                 in_population = {t.number for t, _ in population}
                 population += [tf for tf in best if tf[0].number not in in_population]
             population = self._at_floor(population)

@@ -156,6 +156,11 @@ def test_tournaments_compare_like_with_like() -> None:
     seed = {5.0: (0.261,), 15.0: (0.135,), 40.0: (0.133,)}
     fast = [{5.0: (0.224,), 15.0: (0.187,)}, {5.0: (0.248,), 15.0: (0.169,)}, {5.0: (0.292,)}, {5.0: (0.307,)}]
     assert all(_tournament_winner([*fast, seed], np.random.default_rng(k)) == 4 for k in range(5))
+    # ... and the seed stays among the elite, which never ages out, though 4 others led it at 5 epochs
+    from nas.study.evolution import _elite
+
+    members = [(f"t{i}", f) for i, f in enumerate([*fast, {5.0: (0.21,)}, seed])]
+    assert [name for name, _ in _elite(members, 2)] == ["t5", "t1"]
 
 
 def test_mutation_is_deterministic_for_a_seed_and_trial_number() -> None:
