@@ -247,13 +247,15 @@ class StopAtTarget:
 
 
 def trial_fitness(cfg: SearchConfig) -> Any:
-    """The evolution sampler's view of a trial: for a trained trial within the budgets, its objective
+    """The evolution sampler's view of a trial: for a trained trial within the budgets (by the figures of
+    its untrained probe build, the build budgets from a reference are measured on), its objective
     values at each fidelity it reached (epochs -> values to minimise; the error from the best validation
     accuracy by each rung of successive halving, and from the int8 validation accuracy at the full
     budget), else None."""
     def fitness(t: FrozenTrial) -> dict[float, tuple[float, ...]] | None:
         a = t.user_attrs
-        if not a.get("trained") or not is_feasible(cfg.budgets, a):
+        # within the budgets as admitted: by its probe's figures, as the budgets themselves were measured
+        if not a.get("trained") or not is_feasible(cfg.budgets, {**a, **(a.get("probe") or {})}):
             return None
         costs = {o: float(a.get(OBJECTIVES[o], math.inf)) for o in cfg.objectives if o != "error"}
         out = {float(e): tuple(1.0 - acc if o == "error" else costs[o] for o in cfg.objectives)
