@@ -167,8 +167,8 @@ def _real_speech_search(args: argparse.Namespace) -> int:
     from nas.runtime import quiet_optuna
 
     quiet_optuna(args.verbose)
-    from nas.experiments.real_speech_report import write_outputs
     from nas.cli.search import key_numbers
+    from nas.experiments.real_speech_report import write_outputs
     from nas.experiments.real_speech_search import load_real_search_config, run_real_speech_search
 
     seeds = _split(args.final_seeds)
